@@ -1,0 +1,22 @@
+"""The few Airflow names that moved between 2.11 and 3.x, imported from where the running Airflow has them.
+
+Airflow 3 authoring code imports from ``airflow.sdk``; Airflow 2.11 has the same classes in their old homes.
+"""
+
+from __future__ import annotations
+
+from airflow import __version__ as AIRFLOW_VERSION
+
+AIRFLOW_V3 = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
+
+if AIRFLOW_V3:
+    from airflow.sdk import BaseHook
+else:  # pragma: no cover - exercised by the Airflow 2.11 test run
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
+
+try:
+    from airflow.sdk.log import mask_secret
+except ImportError:  # pragma: no cover - Airflow 2.11
+    from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+__all__ = ["AIRFLOW_V3", "AIRFLOW_VERSION", "BaseHook", "mask_secret"]

@@ -1,0 +1,9 @@
+"""The MDCA API client. Imports nothing from Airflow: the hook is a thin adapter over it."""
+
+from __future__ import annotations
+
+from airflow_provider_mdca.client.config import MdcaConfig
+from airflow_provider_mdca.client.mdca import MdcaClient
+from airflow_provider_mdca.client.stats import FetchStats
+
+__all__ = ["FetchStats", "MdcaClient", "MdcaConfig"]

@@ -1,0 +1,244 @@
+"""Authentication: Entra ID client credentials through MSAL, and the legacy API token for files.
+
+Both are ``requests.auth.AuthBase`` objects, so the transport attaches them per request and asks for a forced
+refresh on a 401 without knowing which kind it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+from airflow_provider_mdca.client.config import MDCA_SCOPE, MdcaConfig
+from airflow_provider_mdca.errors import SetupError
+from airflow_provider_mdca.redaction import register_secret
+
+__all__ = ["EntraIdAuth", "LegacyTokenAuth", "MdcaAuth", "is_tls_verification_error"]
+
+log = logging.getLogger(__name__)
+
+# Entra error codes that mean "these credentials cannot read this tenant" (SetupError 100):
+# tenant not found, unknown application, invalid secret, expired secret, invalid scope.
+_AUTH_STATUSES_BAD_CREDENTIALS = frozenset({400, 401})
+
+
+class MdcaAuth(requests.auth.AuthBase):
+    """An auth that can say whether a forced refresh could cure a 401."""
+
+    can_refresh = False
+
+    def force_refresh(self) -> None:
+        """Drop cached credentials so that the next request gets new ones."""
+
+
+class LegacyTokenAuth(MdcaAuth):
+    """``Authorization: Token <files_access_token>``: the portal-issued API token that files requires."""
+
+    def __init__(self, token: str) -> None:
+        register_secret(token)
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Token {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "LegacyTokenAuth(token=***)"
+
+
+class _RecordingHttpClient:
+    """The ``http_client`` MSAL talks through.
+
+    It is the client's own session (so ``verify`` applies), with a timeout, bounded retries of 5xx and
+    connection errors (MSAL leaves retries to a custom client), and the last status (MSAL's result dict does
+    not carry it, and the status decides between SetupError 100, 102 and 103).
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        timeout: float,
+        max_retries: int,
+        backoff_base: float,
+        backoff_max: float,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._session = session
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self.last_status: int | None = None
+        self.last_exception: BaseException | None = None
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._request("POST", url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._request("GET", url, **kwargs)
+
+    def close(self) -> None:
+        """The session belongs to the client, which closes it."""
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        attempt = 0
+        while True:
+            self.last_status, self.last_exception = None, None
+            try:
+                response = self._session.request(method, url, **kwargs)
+            except requests.RequestException as exc:
+                self.last_exception = exc
+                if is_tls_verification_error(exc) or attempt >= self._max_retries:
+                    raise
+            else:
+                self.last_status = response.status_code
+                if response.status_code < 500 or attempt >= self._max_retries:
+                    return response
+            attempt += 1
+            delay = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
+            self._sleep(delay * random.uniform(0.5, 1.0))
+
+
+class EntraIdAuth(MdcaAuth):
+    """Bearer tokens from Entra ID's client-credentials flow, through MSAL.
+
+    MSAL caches the token and renews it before it expires; a 401 from the API calls :meth:`force_refresh`,
+    which removes the cached token so the next request gets a fresh one. The MSAL application is built lazily:
+    its constructor already talks to the authority, and nothing here may touch the network before a request.
+    """
+
+    can_refresh = True
+
+    def __init__(
+        self,
+        config: MdcaConfig,
+        session: requests.Session,
+        *,
+        secret_sink: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        register_secret(config.client_secret)
+        self._config = config
+        self._http = _RecordingHttpClient(
+            session,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+            backoff_base=config.backoff_base,
+            backoff_max=config.backoff_max,
+            sleep=sleep,
+        )
+        self._secret_sink = secret_sink
+        self._app: msal.ConfidentialClientApplication | None = None
+        self.tokens_acquired = 0
+
+    def __repr__(self) -> str:
+        return f"EntraIdAuth(authority={self._config.authority!r}, client_id={self._config.client_id!r})"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.access_token()}"
+        return request
+
+    def force_refresh(self) -> None:
+        if self._app is not None:
+            self._app.remove_tokens_for_client()
+
+    def access_token(self) -> str:
+        """A valid access token (cached by MSAL until shortly before it expires)."""
+        try:
+            app = self._application()
+            result = app.acquire_token_for_client(scopes=[MDCA_SCOPE])
+        except SetupError:
+            raise
+        except (requests.RequestException, ValueError) as exc:
+            raise self._setup_error_from_exception(exc) from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not token:
+            raise self._setup_error_from_result(result if isinstance(result, dict) else {})
+        if result.get("token_source") == "identity_provider":
+            self.tokens_acquired += 1
+            register_secret(token)
+            if self._secret_sink:
+                self._secret_sink(token)
+        return str(token)
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            self._app = msal.ConfidentialClientApplication(
+                self._config.client_id,
+                client_credential=self._config.client_secret,
+                authority=self._config.authority,
+                http_client=self._http,
+                # For a host MSAL does not know (a private cloud, the emulator) MSAL would ask
+                # login.microsoftonline.com to validate it; the authority is configuration, so trust it.
+                instance_discovery=None if _known_authority_host(self._config.token_url) else False,
+            )
+        return self._app
+
+    def _setup_error_from_result(self, result: dict[str, Any]) -> SetupError:
+        status = self._http.last_status
+        described = f"{result.get('error', 'no token')}: {result.get('error_description', 'no description')}"
+        url = self._config.authority
+        if status == 403:
+            return SetupError(
+                102,
+                described,
+                url=url,
+                status=status,
+                remedy="the application is not allowed to get a token: check that it is enabled and that its "
+                "service principal exists in the tenant",
+            )
+        if status in _AUTH_STATUSES_BAD_CREDENTIALS:
+            return SetupError(
+                100,
+                described,
+                url=url,
+                status=status,
+                remedy="check the connection's login (client ID), password (client secret) and extra.tenant_id",
+            )
+        return SetupError(103, described, url=url, status=status)
+
+    def _setup_error_from_exception(self, exc: BaseException) -> SetupError:
+        if is_tls_verification_error(exc):
+            return SetupError(
+                103,
+                f"TLS certificate verification failed for the token endpoint ({exc.__class__.__name__})",
+                url=self._config.authority,
+                remedy="set the connection's extra.verify to the CA bundle that signs the server's certificate",
+            )
+        return SetupError(
+            103, f"cannot reach the token endpoint: {exc.__class__.__name__}: {exc}", url=self._config.authority
+        )
+
+
+def _known_authority_host(token_url: str) -> bool:
+    host = urlsplit(token_url).hostname or ""
+    return host in WELL_KNOWN_AUTHORITY_HOSTS
+
+
+def is_tls_verification_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a failed certificate verification: never worth retrying."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, BaseException) and is_tls_verification_error(arg):
+                return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,173 @@
+"""The MDCA client's configuration: a typed, validated view of an ``mdca`` connection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_mdca.errors import InitVariablesError
+
+__all__ = ["DEFAULT_TOKEN_URL", "MDCA_SCOPE", "MdcaConfig"]
+
+DEFAULT_TOKEN_URL = "https://login.microsoftonline.com/"
+#: The application ID URI of the "Microsoft Cloud App Security" API.
+MDCA_SCOPE = "05a65629-4c1b-48c1-a78b-804c4abdd4af/.default"
+
+
+@dataclass(frozen=True)
+class MdcaConfig:
+    """Everything the client needs to reach one MDCA tenant.
+
+    Secrets are excluded from ``repr`` so that a logged config never shows them.
+    """
+
+    base_url: str
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_url: str = DEFAULT_TOKEN_URL
+    files_access_token: str | None = field(default=None, repr=False)
+    #: True (system CAs, or ``REQUESTS_CA_BUNDLE``) or the path of a CA bundle. Never False.
+    verify: bool | str = True
+    #: The tenant's limit is 30 requests a minute for all endpoints together.
+    requests_per_minute: float | None = 30.0
+    timeout: float = 120.0
+    max_retries: int = 5
+    max_throttle_retries: int = 10
+    backoff_base: float = 2.0
+    backoff_max: float = 60.0
+    #: Wait after a 429 that has no Retry-After (Microsoft's own module waits 60 s).
+    retry_after_default: float = 60.0
+    #: Activities scan page size (500-5000). The tenant's request budget, not memory, is the bottleneck.
+    scan_page_size: int = 5000
+
+    @property
+    def authority(self) -> str:
+        """The Entra ID authority MSAL talks to: ``<token_url><tenant_id>``."""
+        return f"{self.token_url.rstrip('/')}/{self.tenant_id}"
+
+    @classmethod
+    def from_connection(
+        cls,
+        *,
+        host: str | None,
+        login: str | None,
+        password: str | None,
+        extra: Mapping[str, Any] | str | None,
+        conn_id: str = "mdca_default",
+    ) -> MdcaConfig:
+        """Build and validate a config from an Airflow connection's fields.
+
+        Raises InitVariablesError code 1 naming the connection and the field for anything missing or malformed.
+        Extra keys may carry Airflow's legacy ``extra__mdca__`` prefix.
+        """
+        extras = _parse_extra(extra, conn_id)
+
+        def fail(field_name: str, reason: str) -> InitVariablesError:
+            return InitVariablesError(1, f"connection {conn_id!r} field {field_name}: {reason}")
+
+        def ext(name: str) -> Any:
+            value = extras.get(name, extras.get(f"extra__mdca__{name}"))
+            return None if value == "" else value
+
+        if not host:
+            raise fail(
+                "host", "required: the MDCA API base URL, e.g. https://mytenant.us2.portal.cloudappsecurity.com/"
+            )
+        base_url = _https_url(host, "host", fail)
+        if not login:
+            raise fail("login", "required: the Entra ID application (client) ID")
+        if not password:
+            raise fail("password", "required: the Entra ID client secret")
+        tenant_id = ext("tenant_id")
+        if not tenant_id or not isinstance(tenant_id, str):
+            raise fail("extra.tenant_id", "required: the Entra ID directory (tenant) ID")
+        token_url = _https_url(ext("token_url") or DEFAULT_TOKEN_URL, "extra.token_url", fail)
+        files_token = ext("files_access_token")
+        if files_token is not None and not isinstance(files_token, str):
+            raise fail("extra.files_access_token", "must be a string")
+
+        kwargs: dict[str, Any] = {}
+        for name, minimum in (
+            ("requests_per_minute", 0.0),
+            ("timeout", 0.0),
+            ("backoff_base", 0.0),
+            ("backoff_max", 0.0),
+            ("retry_after_default", 0.0),
+        ):
+            if (value := ext(name)) is not None:
+                kwargs[name] = _number(value, f"extra.{name}", minimum, fail)
+        for name in ("max_retries", "max_throttle_retries"):
+            if (value := ext(name)) is not None:
+                kwargs[name] = int(_number(value, f"extra.{name}", -1, fail))
+        if (value := ext("scan_page_size")) is not None:
+            size = int(_number(value, "extra.scan_page_size", 0, fail))
+            if not 500 <= size <= 5000:
+                raise fail("extra.scan_page_size", f"must be between 500 and 5000, got {size}")
+            kwargs["scan_page_size"] = size
+
+        return cls(
+            base_url=base_url,
+            tenant_id=tenant_id,
+            client_id=login,
+            client_secret=password,
+            token_url=token_url,
+            files_access_token=files_token,
+            verify=_verify(ext("verify"), fail),
+            **kwargs,
+        )
+
+
+def _parse_extra(extra: Mapping[str, Any] | str | None, conn_id: str) -> Mapping[str, Any]:
+    if extra is None or extra == "":
+        return {}
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except json.JSONDecodeError as exc:
+            raise InitVariablesError(1, f"connection {conn_id!r} field extra: not valid JSON ({exc.msg})") from None
+    if not isinstance(extra, Mapping):
+        raise InitVariablesError(1, f"connection {conn_id!r} field extra: must be a JSON object")
+    return extra
+
+
+def _https_url(value: str, name: str, fail: Any) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise fail(name, f"must be an https:// URL, got {parts.scheme or 'no'} scheme")
+    # A trailing slash makes urljoin keep the base path (e.g. /cas/ prefixes or the emulator's tenant path).
+    return value.strip().rstrip("/") + "/"
+
+
+def _number(value: Any, name: str, minimum: float, fail: Any) -> float:
+    if isinstance(value, bool):
+        raise fail(name, f"must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise fail(name, f"must be a number, got {value!r}") from None
+    if number <= minimum:
+        raise fail(name, f"must be greater than {minimum:g}, got {value!r}")
+    return number
+
+
+def _verify(value: Any, fail: Any) -> bool | str:
+    if value is None or value is True:
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
+        return True
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "0", "no")):
+        raise fail(
+            "extra.verify",
+            "false is refused: this provider always verifies TLS; set verify to the path of the CA bundle that "
+            "signs the server's certificate instead",
+        )
+    if isinstance(value, str):
+        if not Path(value).is_file():
+            raise fail("extra.verify", f"CA bundle {value!r} does not exist or is not a file")
+        return value
+    raise fail("extra.verify", f"must be true or a CA bundle path, got {value!r}")

@@ -1,0 +1,206 @@
+"""The MDCA client: every record of a service's window, exactly once, as a stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from airflow_provider_mdca.client.auth import EntraIdAuth, LegacyTokenAuth, MdcaAuth
+from airflow_provider_mdca.client.config import MdcaConfig
+from airflow_provider_mdca.client.pagination import (
+    SKIP_PAGE_SIZE,
+    ScanPaginator,
+    SnapshotPaginator,
+    SortedSkipPaginator,
+    Window,
+)
+from airflow_provider_mdca.client.ratelimit import RateLimiter
+from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.client.transport import RequestContext, Transport
+from airflow_provider_mdca.errors import InitVariablesError, MdcaProviderError, PullError
+from airflow_provider_mdca.services import AuthKind, Paging, Service, get_service
+
+__all__ = ["MdcaClient", "to_epoch_ms"]
+
+log = logging.getLogger(__name__)
+
+_USER_AGENT = "airflow-provider-mdca"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """Epoch milliseconds of a timezone-aware datetime (MDCA filters speak milliseconds)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InitVariablesError(1, f"window bound {moment.isoformat()} must be timezone-aware")
+    # Integer arithmetic (floats lose microseconds far from 1970). Ceiling, so that a record stamped with
+    # millisecond m is inside [start, end) exactly when start_ms <= m < end_ms.
+    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000)
+
+
+class MdcaClient:
+    """Reads MDCA services for half-open windows ``[start, end)``.
+
+    One client holds one ``requests.Session`` (so TLS verification, connection pooling and MSAL's token
+    requests share it), one rate limiter for all services (the tenant's budget is shared), and the auth
+    objects, created lazily: constructing a client touches no network.
+
+    :param config: the validated configuration.
+    :param secret_sink: called with each new access token (the Airflow hook passes ``mask_secret``).
+    :param sleep: injectable for tests.
+    """
+
+    def __init__(
+        self,
+        config: MdcaConfig,
+        *,
+        secret_sink: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._session = requests.Session()
+        self._session.verify = config.verify
+        self._session.headers["User-Agent"] = _USER_AGENT
+        self._sleep = sleep
+        self._secret_sink = secret_sink
+        self._limiter = RateLimiter(config.requests_per_minute, sleep=sleep)
+        self._transport = Transport(config, self._session, limiter=self._limiter, sleep=sleep)
+        self._entra: EntraIdAuth | None = None
+        self._legacy: LegacyTokenAuth | None = None
+        self.stats = FetchStats()
+
+    def __repr__(self) -> str:
+        return f"MdcaClient(base_url={self.config.base_url!r}, tenant_id={self.config.tenant_id!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> MdcaClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- auth ------------------------------------------------------------------------------------------
+
+    @property
+    def entra_auth(self) -> EntraIdAuth:
+        """The Entra ID auth (built on first use)."""
+        if self._entra is None:
+            self._entra = EntraIdAuth(self.config, self._session, secret_sink=self._secret_sink, sleep=self._sleep)
+        return self._entra
+
+    def auth_for(self, service: Service) -> MdcaAuth:
+        """The credential ``service`` needs; PullError 303 naming the missing setting for files."""
+        if service.auth is AuthKind.ENTRA:
+            return self.entra_auth
+        if not self.config.files_access_token:
+            raise PullError(
+                303,
+                "the files service needs the legacy API token, and the connection has none",
+                service=service.name,
+                remedy=service.permission_hint,
+            )
+        if self._legacy is None:
+            self._legacy = LegacyTokenAuth(self.config.files_access_token)
+        return self._legacy
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def iter_records(
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every record of ``service`` in ``[start, end)`` once, streaming page by page.
+
+        ``entities`` and ``data_enrichment`` are full snapshots: the window is ignored. After the iterator is
+        exhausted (or fails), :attr:`stats` holds the figures of this call.
+
+        :param page_size: scan page size for activities (500-5000); the skip services always use 100.
+        """
+        svc = get_service(service)
+        window = Window(to_epoch_ms(start), to_epoch_ms(end))
+        if window.end_ms < window.start_ms:
+            raise InitVariablesError(1, f"{service}: window end {end.isoformat()} is before its start")
+        window_text = (start.isoformat(), end.isoformat())
+        stats = FetchStats(service=service)
+        self.stats = stats
+        began = time.monotonic()
+        try:
+            if svc.windowed and window.end_ms == window.start_ms:
+                return  # an empty window holds no record; asking would only spend the request budget
+            auth = self.auth_for(svc)
+            url = urljoin(self.config.base_url, svc.endpoint)
+            context = RequestContext(service, window_text if svc.windowed else None, svc.permission_hint)
+
+            def fetch(body: dict[str, Any]) -> dict[str, Any]:
+                return self._transport.post_json(url, body, auth=auth, context=context, stats=stats)
+
+            for record in self._paginator(svc, window, stats, page_size).records(fetch):
+                stats.records += 1
+                yield record
+        except MdcaProviderError as exc:
+            if exc.service is None:
+                raise type(exc)(
+                    exc.code,
+                    exc.detail,
+                    service=service,
+                    window=window_text if svc.windowed else None,
+                    url=exc.url,
+                    status=exc.status,
+                    body=exc.body,
+                    remedy=exc.remedy,
+                ) from None
+            raise
+        finally:
+            stats.elapsed_seconds = time.monotonic() - began
+
+    def _paginator(
+        self, svc: Service, window: Window, stats: FetchStats, page_size: int | None
+    ) -> ScanPaginator | SortedSkipPaginator | SnapshotPaginator:
+        if svc.paging is Paging.SCAN:
+            assert svc.filter_field and svc.time_field
+            limit = page_size or self.config.scan_page_size
+            return ScanPaginator(
+                window, filter_field=svc.filter_field, time_field=svc.time_field, stats=stats, limit=limit
+            )
+        if svc.paging is Paging.SORTED_SKIP:
+            assert svc.filter_field and svc.time_field
+            return SortedSkipPaginator(
+                window,
+                filter_field=svc.filter_field,
+                time_field=svc.time_field,
+                stats=stats,
+                page_size=min(page_size or SKIP_PAGE_SIZE, SKIP_PAGE_SIZE),
+            )
+        return SnapshotPaginator(stats=stats, page_size=min(page_size or SKIP_PAGE_SIZE, SKIP_PAGE_SIZE))
+
+    def probe(self, service: str) -> int:
+        """Ask ``service`` for one record: proves credentials, permissions and the URL. Returns records seen."""
+        svc = get_service(service)
+        auth = self.auth_for(svc)
+        stats = FetchStats(service=service)
+        page = self._transport.post_json(
+            urljoin(self.config.base_url, svc.endpoint),
+            {"skip": 0, "limit": 1},
+            auth=auth,
+            context=RequestContext(service, None, svc.permission_hint),
+            stats=stats,
+        )
+        data = page.get("data")
+        return len(data) if isinstance(data, list) else 0
+
+    def get_token(self) -> str:
+        """An Entra ID access token (SetupError 100-103 when it cannot be had)."""
+        return self.entra_auth.access_token()

@@ -1,0 +1,149 @@
+"""The provider's error tree, with the codes and messages of Devo's MDCA collector.
+
+Devo's users already know these codes from the collector this provider replaces, so they are kept::
+
+    MdcaProviderError                 base: .code, .service, .window, .url, .status, .body, .remedy
+    ├── InitVariablesError   0-3      configuration: 0 internal definitions, 1/3 user configuration
+    │                                 (names the key and why), 2 rate-limit setting of the wrong type
+    ├── SetupError         100-103    authentication: 100 not pullable with these credentials,
+    │                                 101 refreshed but still rejected, 102 not allowed to get a token,
+    │                                 103 unexpected error while authenticating
+    └── PullError          300-305    retrieval: 300 unexpected (network, TLS, no progress), 301 bad filters,
+                                      302 HTTP 401, 303 HTTP 403, 304 HTTP 404, 305 unexpected status
+
+Every error names the service and the window it happened in, carries a sanitised URL and a cut, redacted
+response body, and pickles (Airflow ships exceptions between processes). No secret ever reaches the message:
+the text passes through :func:`airflow_provider_mdca.redaction.redact_text` on the way in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow_provider_mdca.redaction import cut, redact_text, sanitize_url
+
+__all__ = [
+    "InitVariablesError",
+    "MdcaProviderError",
+    "PullError",
+    "SetupError",
+]
+
+# Seed collector messages, by code. Placeholders are filled from the error's `detail`.
+_MESSAGES: dict[int, str] = {
+    0: "The internal config did not pass the format validation. Contact the provider's maintainers.",
+    1: "The user config did not pass the format validation. Check error traces for details and visit our "
+    "documentation.",
+    2: "<rate_limiter> setting has been defined with wrong type. {detail}",
+    3: "The user config did not pass the format validation. Check error traces for details and visit our "
+    "documentation.",
+    100: "The remote data is not pullable with the given credentials. Check the error traces for details.",
+    101: "The token/header/authentication was refreshed but is still expired. Check the error traces for details.",
+    102: "The provided credentials are valid but they do not have the permission to generate access token.",
+    103: "Unexpected error occurred at the Microsoft Defender for Cloud Apps server.",
+    300: "Error occurred while retrieving data from Microsoft Defender for Cloud Apps server.",
+    301: "Error in the filters.",
+    302: "access token has expired or invalid.",
+    303: "The access token does not have valid permissions to perform this request. Add the required "
+    "permissions in the Microsoft Defender for Cloud Apps azure portal (Azure Active Directory -> App "
+    "registration -> select the register app -> API Permission).",
+    304: "The resource requested is not found.",
+    305: "Unexpected error occurred at the Microsoft Defender for Cloud Apps server.",
+}
+
+
+class MdcaProviderError(Exception):
+    """Base of every error this provider raises on purpose.
+
+    :param code: the seed collector's error code.
+    :param detail: what went wrong, in words (redacted before it is stored).
+    :param service: the MDCA service (``activities``, ``alerts``, ...) or None.
+    :param window: the ``(start, end)`` of the half-open window, as ISO strings, or None.
+    :param url: the request URL; stored sanitised.
+    :param status: the HTTP status, when there was a response.
+    :param body: the response body; stored redacted and cut.
+    :param remedy: what the user should do about it, when known.
+    """
+
+    kind: ClassVar[str] = "MdcaProviderError"
+    codes: ClassVar[frozenset[int]] = frozenset()
+
+    def __init__(
+        self,
+        code: int,
+        detail: str = "",
+        *,
+        service: str | None = None,
+        window: tuple[str, str] | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        body: str | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        if self.codes and code not in self.codes:
+            raise ValueError(f"{type(self).__name__} has no code {code}")
+        self.code = code
+        self.detail = redact_text(detail)
+        self.service = service
+        self.window = window
+        self.url = sanitize_url(url) if url else None
+        self.status = status
+        self.body = cut(redact_text(body)) if body else None
+        self.remedy = redact_text(remedy) if remedy else None
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        template = _MESSAGES.get(self.code, "")
+        base = template.format(detail=self.detail) if "{detail}" in template else template
+        parts = [f"{self.kind} {self.code}: {base}"]
+        if self.detail and "{detail}" not in template:
+            parts.append(f"Error details: {self.detail}")
+        context = []
+        if self.service:
+            context.append(f"service={self.service}")
+        if self.window:
+            context.append(f"window=[{self.window[0]}, {self.window[1]})")
+        if self.url:
+            context.append(f"url={self.url}")
+        if self.status is not None:
+            context.append(f"status code: {self.status}")
+        if context:
+            parts.append("(" + ", ".join(context) + ")")
+        if self.body:
+            parts.append(f"Error message: {self.body}")
+        if self.remedy:
+            parts.append(f"Remedy: {self.remedy}")
+        return " ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle their args by default; ours are keyword-rich and already redacted and cut,
+        # so rebuild from the stored fields rather than processing them again.
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[MdcaProviderError], state: dict[str, Any]) -> MdcaProviderError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error._render())
+    return error
+
+
+class InitVariablesError(MdcaProviderError):
+    """Configuration is invalid: codes 0 (internal), 1 and 3 (user configuration), 2 (rate-limit type)."""
+
+    kind = "InitVariablesError"
+    codes = frozenset({0, 1, 2, 3})
+
+
+class SetupError(MdcaProviderError):
+    """Authentication failed: codes 100-103."""
+
+    kind = "SetupError"
+    codes = frozenset({100, 101, 102, 103})
+
+
+class PullError(MdcaProviderError):
+    """Retrieving data failed: codes 300-305."""
+
+    kind = "PullError"
+    codes = frozenset({300, 301, 302, 303, 304, 305})

@@ -1,0 +1,1 @@
+"""Airflow hooks: thin adapters from Airflow connections to the client and sender packages."""

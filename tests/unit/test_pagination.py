@@ -1,0 +1,200 @@
+"""Paginators on canned pages: what they ask for, what they yield, and where they refuse to loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_mdca.client.pagination import ScanPaginator, SnapshotPaginator, SortedSkipPaginator, Window
+from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.errors import PullError
+
+WINDOW = Window(1_000, 2_000)
+
+
+def rec(rid: str, ts: int, field: str = "timestamp") -> dict[str, Any]:
+    return {"_id": rid, field: ts}
+
+
+class Canned:
+    """Answers requests with pre-written pages and records every request body."""
+
+    def __init__(self, *pages: dict[str, Any]) -> None:
+        self.pages = list(pages)
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        if not self.pages:
+            raise AssertionError(f"unexpected request {body}")
+        return self.pages.pop(0)
+
+
+def scan(fetch: Canned, limit: int = 500) -> tuple[list[str], FetchStats]:
+    stats = FetchStats(service="activities")
+    pager = ScanPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=stats, limit=limit)
+    return [r["_id"] for r in pager.records(fetch)], stats
+
+
+class TestScanPaginator:
+    def test_follows_next_query_filters_and_sends_half_open_window(self):
+        nqf = {"date": {"gte": 1_500, "lte": 1_999}}
+        fetch = Canned(
+            {"data": [rec("a", 1_000), rec("b", 1_400)], "hasNext": True, "nextQueryFilters": nqf, "total": 3},
+            {"data": [rec("c", 1_500)], "hasNext": False, "total": 3},
+        )
+        ids, stats = scan(fetch)
+        assert ids == ["a", "b", "c"]
+        assert fetch.bodies[0] == {"filters": {"date": {"gte": 1_000, "lte": 1_999}}, "isScan": True, "limit": 500}
+        assert fetch.bodies[1]["filters"] == nqf
+        assert (stats.pages, stats.api_total) == (2, 3)
+
+    def test_boundary_records_repeated_on_the_next_page_are_dropped_once(self):
+        fetch = Canned(
+            {"data": [rec("a", 1_100), rec("b", 1_200)], "hasNext": True, "nextQueryFilters": {"date": {"gte": 1_200}}},
+            {"data": [rec("b", 1_200), rec("c", 1_200), rec("d", 1_300)], "hasNext": False},
+        )
+        ids, stats = scan(fetch)
+        assert ids == ["a", "b", "c", "d"]
+        assert stats.duplicates_dropped == 1
+
+    def test_has_next_without_next_query_filters_walks_on_from_the_last_timestamp(self):
+        fetch = Canned(
+            {"data": [rec("a", 1_100), rec("b", 1_200)], "hasNext": True},
+            {"data": [rec("b", 1_200), rec("c", 1_200), rec("d", 1_250)], "hasNext": False},
+        )
+        ids, _ = scan(fetch)
+        assert ids == ["a", "b", "c", "d"]
+        assert fetch.bodies[1]["filters"] == {"date": {"gte": 1_200, "lte": 1_999}}
+
+    def test_time_walk_grows_the_page_when_one_timestamp_fills_it(self):
+        cluster = [rec(f"x{i}", 1_200) for i in range(3)]
+        fetch = Canned(
+            {"data": cluster[:2], "hasNext": True},
+            {"data": cluster[:2], "hasNext": True},  # same records again: no progress at this page size
+            {"data": [*cluster, rec("y", 1_300)], "hasNext": False},
+        )
+        ids, _ = scan(fetch, limit=2)
+        assert ids == ["x0", "x1", "x2", "y"]
+        assert [b["limit"] for b in fetch.bodies] == [2, 2, 4]
+
+    def test_time_walk_gives_up_at_the_maximum_page_size(self):
+        page = {"data": [rec("x", 1_200)], "hasNext": True}
+        fetch = Canned(page, page)
+        with pytest.raises(PullError) as info:
+            scan(fetch, limit=5_000)
+        assert info.value.code == 300
+        assert "share timestamp 1200" in str(info.value)
+
+    def test_repeated_next_query_filters_is_an_error_not_a_loop(self):
+        nqf = {"date": {"gte": 1_200, "lte": 1_999}}
+        page = {"data": [rec("a", 1_200)], "hasNext": True, "nextQueryFilters": nqf}
+        fetch = Canned(page, page, page)
+        with pytest.raises(PullError, match="no progress"):
+            scan(fetch)
+
+    def test_empty_pages_that_say_has_next_end_in_an_error(self):
+        page: dict[str, Any] = {"data": [], "hasNext": True, "nextQueryFilters": {"date": {"gte": 1}}}
+        fetch = Canned(*[dict(page, nextQueryFilters={"date": {"gte": i}}) for i in range(5)])
+        with pytest.raises(PullError, match="empty pages"):
+            scan(fetch)
+
+    def test_records_outside_the_window_are_dropped_and_counted(self):
+        fetch = Canned({"data": [rec("early", 999), rec("in", 1_000), rec("end", 2_000)], "hasNext": False})
+        ids, stats = scan(fetch)
+        assert ids == ["in"]
+        assert stats.out_of_window_dropped == 2
+
+    def test_a_record_without_a_timestamp_is_an_error(self):
+        fetch = Canned({"data": [{"_id": "a"}], "hasNext": False})
+        with pytest.raises(PullError, match="timestamp"):
+            scan(fetch)
+
+
+def skip_pager(stats: FetchStats, ceiling: int = 5_000, page_size: int = 2) -> SortedSkipPaginator:
+    return SortedSkipPaginator(
+        WINDOW, filter_field="date", time_field="timestamp", stats=stats, page_size=page_size, ceiling=ceiling
+    )
+
+
+class TestSortedSkipPaginator:
+    def test_pages_by_skip_sorted_ascending(self):
+        fetch = Canned(
+            {"data": [rec("a", 1_000), rec("b", 1_100)], "hasNext": True, "total": 3, "max": 2},
+            {"data": [rec("c", 1_200)], "hasNext": False},
+        )
+        stats = FetchStats(service="alerts")
+        ids = [r["_id"] for r in skip_pager(stats).records(fetch)]
+        assert ids == ["a", "b", "c"]
+        assert fetch.bodies[0] == {
+            "filters": {"date": {"gte": 1_000, "lte": 1_999}},
+            "skip": 0,
+            "limit": 2,
+            "sortField": "date",
+            "sortDirection": "asc",
+        }
+        assert fetch.bodies[1]["skip"] == 2
+
+    def test_skip_advances_by_what_the_server_returned(self):
+        fetch = Canned(
+            {"data": [rec("a", 1_000)], "hasNext": True, "max": 1},  # server applied a smaller page
+            {"data": [rec("b", 1_001)], "hasNext": False},
+        )
+        ids = [r["_id"] for r in skip_pager(FetchStats()).records(fetch)]
+        assert ids == ["a", "b"]
+        assert fetch.bodies[1]["skip"] == 1
+
+    def test_re_anchors_before_the_ceiling_and_drops_what_it_already_has(self):
+        # Ceiling 4, page 2: pages at skip 0 and 2, then re-anchor at the last timestamp (1_300).
+        fetch = Canned(
+            {"data": [rec("a", 1_100), rec("b", 1_200)], "hasNext": True},
+            {"data": [rec("c", 1_300), rec("d", 1_300)], "hasNext": True},
+            {"data": [rec("c", 1_300), rec("d", 1_300)], "hasNext": True},
+            {"data": [rec("e", 1_300), rec("f", 1_400)], "hasNext": False},
+        )
+        stats = FetchStats()
+        ids = [r["_id"] for r in skip_pager(stats, ceiling=4).records(fetch)]
+        assert ids == ["a", "b", "c", "d", "e", "f"]
+        assert [(b["filters"]["date"]["gte"], b["skip"]) for b in fetch.bodies] == [
+            (1_000, 0),
+            (1_000, 2),
+            (1_300, 0),
+            (1_300, 2),
+        ]
+        assert stats.duplicates_dropped == 2
+
+    def test_a_timestamp_larger_than_the_ceiling_is_an_error(self):
+        same = [rec(f"x{i}", 1_000) for i in range(4)]
+        fetch = Canned({"data": same[:2], "hasNext": True}, {"data": same[2:], "hasNext": True})
+        with pytest.raises(PullError, match="share timestamp 1000"):
+            list(skip_pager(FetchStats(), ceiling=4).records(fetch))
+
+    def test_an_empty_page_that_says_has_next_is_an_error(self):
+        fetch = Canned({"data": [], "hasNext": True})
+        with pytest.raises(PullError, match="empty page"):
+            list(skip_pager(FetchStats()).records(fetch))
+
+    def test_uses_the_files_window_field(self):
+        fetch = Canned({"data": [rec("f", 1_500, "modifiedDate")], "hasNext": False})
+        pager = SortedSkipPaginator(WINDOW, filter_field="modifiedDate", time_field="modifiedDate", stats=FetchStats())
+        assert [r["_id"] for r in pager.records(fetch)] == ["f"]
+        assert fetch.bodies[0]["sortField"] == "modifiedDate"
+        assert fetch.bodies[0]["limit"] == 100
+
+
+class TestSnapshotPaginator:
+    def test_pages_until_has_next_is_false_and_dedupes_by_id(self):
+        fetch = Canned(
+            {"data": [{"_id": "1"}, {"_id": "2"}], "hasNext": True, "total": 3},
+            {"data": [{"_id": "2"}, {"_id": "3"}], "hasNext": False},
+        )
+        stats = FetchStats()
+        ids = [r["_id"] for r in SnapshotPaginator(stats=stats, page_size=2).records(fetch)]
+        assert ids == ["1", "2", "3"]
+        assert [b["skip"] for b in fetch.bodies] == [0, 2]
+        assert (stats.duplicates_dropped, stats.api_total, stats.pages) == (1, 3, 2)
+
+    def test_missing_data_list_is_an_error(self):
+        with pytest.raises(PullError, match="'data' list"):
+            list(SnapshotPaginator(stats=FetchStats()).records(Canned({"hasNext": False})))
