@@ -1,4 +1,5 @@
-"""Test-run set-up shared by every test: one Airflow home per run, set before Airflow is imported.
+"""Test-run set-up shared by every test: one Airflow home per run (set before Airflow is imported), and the
+MDCA/Entra ID emulator over real sockets: one server per test process, a fresh tenant per test.
 
 The controller process (or the only process, without xdist) makes the home; pytest-xdist workers inherit the
 environment, so every worker of a run shares one Airflow home and, once tests need it, one migrated database.
@@ -6,9 +7,13 @@ environment, so every worker of a run shares one Airflow home and, once tests ne
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,8 +37,67 @@ def _airflow_environment() -> None:
 
 _airflow_environment()
 
+# Imported after the Airflow environment is set: the provider package may import Airflow.
+from airflow_provider_mdca.client import MdcaClient, MdcaConfig  # noqa: E402
+from airflow_provider_mdca.emulator import EmulatorServer, TenantConfig  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     """The run's Airflow home."""
     return Path(os.environ["AIRFLOW_HOME"])
+
+
+_tenant_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServer]:
+    with EmulatorServer(tmp_path_factory.mktemp("emulator")) as server:
+        yield server
+
+
+@pytest.fixture
+def make_tenant(emulator: EmulatorServer) -> Callable[..., TenantConfig]:
+    """Register a tenant with a unique id (throttling off unless asked) and return its config."""
+
+    def make(**fields: Any) -> TenantConfig:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        fields.setdefault("requests_per_minute", None)
+        config = TenantConfig(f"tenant-{worker}-{next(_tenant_numbers)}", **fields)
+        emulator.add_tenant(config)
+        return config
+
+    return make
+
+
+def client_config(emulator: EmulatorServer, tenant: TenantConfig, **changes: Any) -> MdcaConfig:
+    """A client config pointing at the emulated tenant, with fast retries for tests."""
+    config = MdcaConfig(
+        base_url=emulator.mdca_url(tenant.tenant_id),
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        client_secret=tenant.client_secret,
+        token_url=emulator.token_url,
+        files_access_token=tenant.files_access_token,
+        verify=str(emulator.ca_bundle),
+        requests_per_minute=None,
+        backoff_base=0.01,
+        backoff_max=0.05,
+        retry_after_default=0.05,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture
+def make_client(emulator: EmulatorServer) -> Iterator[Callable[..., MdcaClient]]:
+    clients: list[MdcaClient] = []
+
+    def make(tenant: TenantConfig, **changes: Any) -> MdcaClient:
+        client = MdcaClient(client_config(emulator, tenant, **changes))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

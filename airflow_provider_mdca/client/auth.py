@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msal
+import msal.exceptions
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
@@ -93,6 +94,8 @@ class _RecordingHttpClient:
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
+        # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override session.verify.
+        kwargs.setdefault("verify", self._session.verify)
         attempt = 0
         while True:
             self.last_status, self.last_exception = None, None
@@ -161,7 +164,8 @@ class EntraIdAuth(MdcaAuth):
             result = app.acquire_token_for_client(scopes=[MDCA_SCOPE])
         except SetupError:
             raise
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, ValueError, msal.exceptions.MsalError) as exc:
+            # MSAL raises (rather than returning an error dict) when a 5xx body is not JSON.
             raise self._setup_error_from_exception(exc) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
@@ -217,6 +221,9 @@ class EntraIdAuth(MdcaAuth):
                 url=self._config.authority,
                 remedy="set the connection's extra.verify to the CA bundle that signs the server's certificate",
             )
+        status = self._http.last_status
+        if status is not None:
+            return SetupError(103, f"the token endpoint failed: {exc}", url=self._config.authority, status=status)
         return SetupError(
             103, f"cannot reach the token endpoint: {exc.__class__.__name__}: {exc}", url=self._config.authority
         )

@@ -132,7 +132,10 @@ class Transport:
 
     def _attempt(self, url: str, body: dict[str, Any], *, auth: MdcaAuth, context: RequestContext) -> dict[str, Any]:
         try:
-            response = self._session.post(url, json=body, auth=auth, timeout=self._config.timeout)
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session-level verify path.
+            response = self._session.post(
+                url, json=body, auth=auth, timeout=self._config.timeout, verify=self._config.verify
+            )
             content = response.content  # read it all here, so a cut connection is a retry, not a crash later
         except requests.RequestException as exc:
             if is_tls_verification_error(exc):

@@ -89,6 +89,8 @@ class MdcaHook(BaseHook):
             except MdcaProviderError as exc:
                 ok = False
                 lines.append(f"{name}: {exc}")
+        for line in lines:  # the CLI prints only "Connection success!"; the log shows each service
+            self.log.info("MDCA connection test: %s", line)
         return ok, "; ".join(lines)
 
     @classmethod

@@ -1,0 +1,93 @@
+"""``mdca-emulator`` / ``python -m airflow_provider_mdca.emulator``: run the emulator until SIGTERM or SIGINT.
+
+On start it writes ``<state-dir>/emulator.json`` (mode 0600: it holds the tenants' credentials) and prints the
+same JSON as one line on stdout, so a parent process can read one line and connect::
+
+    {"base_url": ..., "token_url": ..., "ca_bundle": ..., "admin_url": ...,
+     "tenants": [{"tenant_id", "mdca_url", "client_id", "client_secret", "files_access_token"}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from airflow_provider_mdca.emulator.demo import demo_tenant
+from airflow_provider_mdca.emulator.server import LOOPBACK, EmulatorServer
+from airflow_provider_mdca.emulator.state import TenantConfig
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mdca-emulator",
+        description="Run the MDCA and Entra ID emulator on 127.0.0.1 until SIGTERM or SIGINT.",
+    )
+    parser.add_argument("--host", default=LOOPBACK, help="listen address; only 127.0.0.1 is allowed")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
+    parser.add_argument("--state-dir", type=Path, help="CA, certificates, emulator.json (default: temp)")
+    parser.add_argument("--config", type=Path, help="JSON file: one TenantConfig object or a list of them")
+    parser.add_argument("--seed", type=int, help="seed for tenants whose config sets none (default 0)")
+    parser.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
+    return parser
+
+
+def load_tenants(path: Path, seed: int | None) -> list[TenantConfig]:
+    """Tenant configs from a JSON file; `seed` fills in where a config has none."""
+    raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    items = raw if isinstance(raw, list) else [raw]
+    defaults = {} if seed is None else {"seed": seed}
+    return [TenantConfig.from_dict({**defaults, **item}) for item in items]
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator; returns the process exit status (0 after SIGTERM/SIGINT)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.host not in (LOOPBACK, "localhost"):
+        parser.error(f"--host must be {LOOPBACK}: the emulator never listens beyond loopback")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    state_dir: Path = args.state_dir or Path(tempfile.mkdtemp(prefix="mdca-emulator-"))
+    try:
+        tenants = load_tenants(args.config, args.seed) if args.config else [demo_tenant(seed=args.seed or 0)]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        parser.error(f"bad --config: {exc}")
+
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with EmulatorServer(state_dir, args.port, tenants) as server:
+        info = server.describe()
+        text = json.dumps(info)
+        _write_private(state_dir / "emulator.json", text + "\n")
+        print(text, flush=True)
+        # Short waits keep the main thread responsive to signals.
+        while not stopping.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,465 @@
+"""MDCA API v1 list endpoints: auth, filters, sort, skip/limit paging, activities scan mode, faults, throttle.
+
+One request goes through, in order: the throttle (429, no slot taken), the fault injector (5xx, 429, reset),
+authentication (401/403), request validation (400), then the page. A ``truncate`` fault lets the page be
+computed and cuts it in half on the wire.
+
+Choices where MDCA's behaviour is unknown or undocumented (the client must survive either way):
+
+* Filters: only the service's window field (``date``; files ``modifiedDate``) with ``gte``, ``gt``, ``lte``,
+  ``lt``, ``eq`` (a value or a list) and ``range`` (a list of inclusive ``{"start", "end"}``); anything else
+  is a 400. Entities and subnet accept no filter at all (an empty ``filters`` object is fine).
+* ``isScan`` is honoured by activities only and ignored elsewhere; a scan takes no ``skip`` (other than 0) and
+  no ``desc`` order.
+* Sort fields: the window field (or the record's time field) for time-based services; ``_id`` for snapshots,
+  plus ``name`` for subnet (names sort like ``_id``).
+* ``total`` counts records with a timestamp up to the tenant clock, including late ones not yet visible — an
+  estimate, as MDCA's is.
+* In scan mode, when nothing needs dropping because the page is one timestamp, ``nextQueryFilters`` starts at
+  that timestamp + 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import functools
+import hmac
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_mdca.emulator.data import (
+    FILTER_FIELD,
+    INF_MS,
+    RECORD_TIME_FIELD,
+    Entry,
+    SnapshotData,
+    TimeSeriesData,
+)
+from airflow_provider_mdca.emulator.reply import Prepared, Reply, dumps, json_reply, text_reply
+from airflow_provider_mdca.emulator.state import TenantConfig, TenantState
+
+__all__ = ["ApiRequest", "BadRequest", "handle", "parse_window"]
+
+PAGE_MAX = 100
+SCAN_MIN, SCAN_MAX, SCAN_DEFAULT = 500, 5000, 500
+_NOT_VALID = "CONSOLE_FORMS_NOT_VALID_VALUE"
+Intervals = list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """The parts of an HTTP request the MDCA logic looks at (`prepared`: the connection's prefetched page)."""
+
+    method: str
+    query: Mapping[str, str]
+    body: bytes
+    authorization: str | None
+    prepared: Prepared | None = None
+
+
+class BadRequest(Exception):
+    """A 400 like MDCA's form errors: ``{"<field>": [{"error", "errorMessageCode"}], "error": true}``."""
+
+    def __init__(self, field: str, message: str, code: str = _NOT_VALID) -> None:
+        super().__init__(message)
+        self.field, self.message, self.code = field, message, code
+
+    def reply(self) -> Reply:
+        """The 400 answer."""
+        problem = {"error": self.message, "errorMessageCode": self.code}
+        return json_reply(400, {self.field: [problem], "error": True})
+
+
+# -- entry point ---------------------------------------------------------------------------------------------
+
+
+def handle(state: TenantState, service: str, request: ApiRequest) -> Reply:
+    """Answer one request to ``/api/v1/<service>/`` of `state`'s tenant, and count it."""
+    reply = _handle(state, service, request)
+    state.record_request(service, None if reply.fault == "reset" else reply.status, reply.records)
+    return reply
+
+
+def _handle(state: TenantState, service: str, request: ApiRequest) -> Reply:
+    config = state.settings()
+    wait = state.admit()
+    if wait is not None:
+        return _too_many(config.retry_after_style, wait)
+    fault = state.take_fault(service)
+    if fault is not None and fault != "truncate":
+        return _fault_reply(fault, config.retry_after_style)
+    denied = _authenticate(state, config, service, request.authorization)
+    if denied is not None:
+        return denied
+    try:
+        fields = _request_fields(request)
+        reply = _reuse(request.prepared, state, config, service, fields)
+        reply = reply or _list(state, config, service, fields)
+    except BadRequest as exc:
+        return exc.reply()
+    state.note_success()
+    if fault == "truncate":
+        reply.fault = "truncate"
+    return reply
+
+
+# -- throttle and faults -------------------------------------------------------------------------------------
+
+
+def _retry_after(style: str, seconds: int) -> dict[str, str]:
+    if style == "seconds":
+        return {"Retry-After": str(seconds)}
+    if style == "http-date":
+        # HTTP dates have 1 s resolution: round up so the date is never earlier than the real wait.
+        return {"Retry-After": email.utils.formatdate(math.ceil(time.time()) + seconds, usegmt=True)}
+    return {}
+
+
+def _too_many(style: str, seconds: int) -> Reply:
+    return json_reply(
+        429, {"error": "Too many requests", "detail": "Request was throttled."}, _retry_after(style, seconds)
+    )
+
+
+_GATEWAY_PAGE = "<html><head><title>{code} {text}</title></head><body><h1>{code} {text}</h1></body></html>"
+
+
+def _fault_reply(fault: str, style: str) -> Reply:
+    if fault == "reset":
+        return Reply(0, fault="reset")
+    if fault == "429":
+        return _too_many(style, 1)
+    if fault == "429-no-retry-after":
+        return _too_many("absent", 1)
+    if fault in ("502", "504"):  # gateways answer in HTML, not JSON
+        text = "Bad Gateway" if fault == "502" else "Gateway Time-out"
+        page = _GATEWAY_PAGE.format(code=fault, text=text)
+        return text_reply(int(fault), page, content_type="text/html; charset=utf-8")
+    if fault == "503":
+        return json_reply(503, {"error": "Service unavailable", "detail": "Please retry later."})
+    return json_reply(500, {"error": "Internal server error", "detail": "An unexpected error occurred."})
+
+
+# -- authentication ------------------------------------------------------------------------------------------
+
+
+def _unauthorized() -> Reply:
+    return json_reply(401, {"detail": "Invalid token"}, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _authenticate(state: TenantState, config: TenantConfig, service: str, header: str | None) -> Reply | None:
+    """None when allowed, else the 401 (bad, expired, revoked, missing credential) or 403 (files, Bearer)."""
+    scheme, _, credential = (header or "").strip().partition(" ")
+    scheme, credential = scheme.lower(), credential.strip()
+    if scheme == "bearer" and credential:
+        if state.token_status(credential) != "valid":
+            return _unauthorized()
+        if service == "files":  # no Entra app permission covers files: only the legacy token does
+            return json_reply(403, {"detail": "Insufficient role based permissions", "error": True})
+        return None
+    if (
+        scheme == "token"
+        and credential
+        and hmac.compare_digest(credential.encode(), config.files_access_token.encode())
+    ):
+        return None
+    return _unauthorized()
+
+
+# -- request parsing -----------------------------------------------------------------------------------------
+
+
+def _query_value(key: str, value: str) -> Any:
+    """A GET parameter in the type the JSON body would carry."""
+    if key == "filters":
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise BadRequest("filters", "filters is not valid") from None
+    if key in ("skip", "limit"):
+        return int(value) if value.lstrip("-").isdigit() else value
+    if key == "isScan":
+        return {"true": True, "1": True, "false": False, "0": False}.get(value.lower(), value)
+    return value
+
+
+def _request_fields(request: ApiRequest) -> dict[str, Any]:
+    """Query parameters, overlaid by the JSON body's fields."""
+    fields = {key: _query_value(key, value) for key, value in request.query.items()}
+    body = request.body.strip()
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise BadRequest("body", "body is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest("body", "body is not valid")
+        fields.update(parsed)
+    return fields
+
+
+def _int_field(fields: Mapping[str, Any], name: str, default: int) -> int:
+    value = fields.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(name, f"{name} is not valid")
+    return value
+
+
+def _ms(name: str, value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < INF_MS:
+        raise BadRequest("filters", f"{name} is not valid")
+    return value
+
+
+def _normalise(intervals: Intervals) -> Intervals:
+    merged: Intervals = []
+    for lo, hi in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _intersect(left: Intervals, right: Intervals) -> Intervals:
+    return _normalise([(max(a, c), min(b, d)) for a, b in left for c, d in right])
+
+
+def _op_intervals(name: str, op: str, value: Any) -> Intervals:
+    """The half-open ranges one filter operator admits."""
+    if op == "gte":
+        return [(_ms(name, value), INF_MS)]
+    if op == "gt":
+        return [(_ms(name, value) + 1, INF_MS)]
+    if op == "lte":
+        return [(0, _ms(name, value) + 1)]
+    if op == "lt":
+        return [(0, _ms(name, value))]
+    if op == "eq":
+        values = value if isinstance(value, list) else [value]
+        return _normalise([(_ms(name, v), _ms(name, v) + 1) for v in values])
+    if op == "range":
+        ranges = value if isinstance(value, list) else [value]
+        out: Intervals = []
+        for item in ranges:
+            if not isinstance(item, dict) or "start" not in item or "end" not in item:
+                raise BadRequest("filters", f"{name} is not valid")
+            start, end = _ms(name, item["start"]), _ms(name, item["end"])
+            if start > end:
+                raise BadRequest("filters", f"{name} is not valid")
+            out.append((start, end + 1))
+        return _normalise(out)
+    raise BadRequest("filters", f"{name} is not valid")
+
+
+def parse_window(field: str, filters: Any) -> Intervals:
+    """The half-open ranges of `field` that `filters` admit (all filters AND together).
+
+    Raises :class:`BadRequest` for another field, an unknown operator or a value that is not epoch ms.
+    """
+    intervals: Intervals = [(0, INF_MS)]
+    if filters is None:
+        return intervals
+    if not isinstance(filters, dict):
+        raise BadRequest("filters", "filters is not valid")
+    for name, ops in filters.items():
+        if name != field or not isinstance(ops, dict) or not ops:
+            raise BadRequest("filters", f"{name} is not valid")
+        for op, value in ops.items():
+            intervals = _intersect(intervals, _op_intervals(name, op, value))
+    return intervals
+
+
+def _sort(fields: Mapping[str, Any], allowed: set[str], scan: bool) -> bool:
+    """Validate sortField/sortDirection; True when descending."""
+    sort_field = fields.get("sortField")
+    if sort_field is not None and sort_field not in allowed:
+        raise BadRequest("sortField", "sortField is not valid")
+    direction = fields.get("sortDirection")
+    if direction is not None and direction not in ("asc", "desc"):
+        raise BadRequest("sortDirection", "sortDirection is not valid")
+    if scan and direction == "desc":
+        raise BadRequest("sortDirection", "sortDirection is not valid in scan mode")
+    return direction == "desc"
+
+
+def _page_size(fields: Mapping[str, Any], skip_ceiling: int | None) -> tuple[int, int]:
+    """(skip, limit) of a skip/limit request: limit clamped to 100, the skip ceiling enforced."""
+    skip, limit = _int_field(fields, "skip", 0), _int_field(fields, "limit", PAGE_MAX)
+    if skip < 0:
+        raise BadRequest("skip", "skip is not valid")
+    if limit < 1:
+        raise BadRequest("limit", "limit is not valid")
+    limit = min(limit, PAGE_MAX)
+    if skip_ceiling is not None and skip + limit > skip_ceiling:
+        raise BadRequest(
+            "skip",
+            f"skip is beyond the maximum: skip + limit may not exceed {skip_ceiling}; filter by time instead",
+            "CONSOLE_FORMS_MAX_VALUE_EXCEEDED",
+        )
+    return skip, limit
+
+
+# -- pages ---------------------------------------------------------------------------------------------------
+
+
+def _page_reply(records: bytes, count: int, meta: dict[str, Any]) -> Reply:
+    """``{"data": [<records>], **meta}`` around records already rendered (as json.dumps would)."""
+    body = b"".join((b'{"data":[', records, b"],", dumps(meta)[1:].encode()))
+    return Reply(200, body, {"Content-Type": "application/json; charset=utf-8"}, records=count)
+
+
+def _list(state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]) -> Reply:
+    data = state.data(service)
+    if isinstance(data, SnapshotData):
+        return _snapshot_page(data, service, config.service(service).skip_ceiling, fields)
+    scan = fields.get("isScan", False)
+    if not isinstance(scan, bool):
+        raise BadRequest("isScan", "isScan is not valid")
+    scan = scan and service == "activities"
+    descending = _sort(fields, {FILTER_FIELD[service], RECORD_TIME_FIELD[service]}, scan)
+    window = FILTER_FIELD[service]
+    intervals = parse_window(window, fields.get("filters"))
+    now = state.now_ms()
+    total = data.count([(lo, min(hi, now + 1)) for lo, hi in intervals if lo <= now])
+    if scan:
+        return _scan_page(state, config, data, fields, intervals, now, total, state.take_omit_next_filters)
+    skip, limit = _page_size(fields, config.service(service).skip_ceiling)
+    page = list(itertools.islice(data.entries(intervals, now, descending), skip, skip + limit + 1))
+    meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": total}
+    if service == "alerts":
+        meta.update({"max": limit, "moreThanTotal": False})
+    del page[limit:]
+    return _page_reply(data.render_page(page), len(page), meta)
+
+
+def _snapshot_page(data: SnapshotData, service: str, ceiling: int | None, fields: dict[str, Any]) -> Reply:
+    filters = fields.get("filters")
+    if filters:
+        name = next(iter(filters)) if isinstance(filters, dict) else "filters"
+        raise BadRequest("filters", f"{name} is not valid")
+    descending = _sort(fields, {"_id", "name"} if service == "subnet" else {"_id"}, False)
+    skip, limit = _page_size(fields, ceiling)
+    indices = data.indices(skip, limit, descending)
+    meta: dict[str, Any] = {"hasNext": skip + len(indices) < data.total, "total": data.total}
+    if service == "entities":
+        meta["max"] = limit
+    return _page_reply(data.render_page(indices), len(indices), meta)
+
+
+def _scan_page(
+    state: TenantState,
+    config: TenantConfig,
+    data: TimeSeriesData,
+    fields: dict[str, Any],
+    intervals: Intervals,
+    now: int,
+    total: int,
+    omit_next: Callable[[], bool],
+) -> Reply:
+    """A scan page: never splits a timestamp across pages; ``nextQueryFilters`` continues where it stopped."""
+    limit = _int_field(fields, "limit", SCAN_DEFAULT)
+    if not SCAN_MIN <= limit <= SCAN_MAX:
+        raise BadRequest("limit", f"limit is not valid: scan mode takes {SCAN_MIN}..{SCAN_MAX}")
+    if _int_field(fields, "skip", 0) != 0:
+        raise BadRequest("skip", "skip is not valid in scan mode")
+    entries = data.entries(intervals, now)
+    page: list[Entry] = list(itertools.islice(entries, limit))
+    following = next(entries, None)
+    next_gte: int | None = None
+    if following is not None:
+        last_ts = page[-1][0]
+        cut = len(page)
+        while cut and page[cut - 1][0] == last_ts:
+            cut -= 1
+        if cut:  # drop the trailing same-timestamp records: the next page starts with them
+            del page[cut:]
+            next_gte = last_ts
+        else:  # the whole page is one timestamp: send the whole cluster, however large
+            while following is not None and following[0] == last_ts:
+                page.append(following)
+                following = next(entries, None)
+            next_gte = None if following is None else last_ts + 1
+    meta: dict[str, Any] = {"hasNext": next_gte is not None, "total": total}
+    follow_up = None
+    if next_gte is not None and not omit_next():
+        meta["nextQueryFilters"] = _next_filters(fields.get("filters"), FILTER_FIELD[data.service], next_gte)
+        next_fields = {**fields, "filters": meta["nextQueryFilters"]}
+        follow_up = functools.partial(_prepare, state, config, data.service, next_fields)
+    reply = _page_reply(data.render_page(page), len(page), meta)
+    reply.follow_up = follow_up
+    return reply
+
+
+# -- scan prefetch -------------------------------------------------------------------------------------------
+# A scan client spends longer parsing a 5,000-record page than the emulator takes to build one. So once a scan
+# page is sent, the connection's thread builds the page its nextQueryFilters asks for, while the client
+# parses. The prepared page is used only when the next request is exactly that one, against the very same
+# tenant state and config, and only when the window lies entirely in the past (every record in it visible,
+# none still to come), so that it is byte for byte what computing it then would give. At most one page per
+# open connection: nothing accumulates.
+
+
+def _key(state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+    # The objects themselves, not their ids: an id can be reused once its object is gone.
+    return (state, config, service, json.dumps(fields, sort_keys=True))
+
+
+def _settled(data: TimeSeriesData, intervals: Intervals, now: int) -> bool:
+    """Whether every record of `intervals` is visible at `now` (so the answer no longer changes with time)."""
+    latest = max((hi for _lo, hi in intervals), default=0)
+    delay = max(5, data.late_by_ms if data.late_every else 0)
+    return latest < INF_MS and latest - 1 + delay <= now
+
+
+def _prepare(
+    state: TenantState,
+    config: TenantConfig,
+    service: str,
+    fields: dict[str, Any],
+) -> Prepared | None:
+    """The page for the expected next scan request, when it can be computed ahead safely."""
+    data = state.data(service)
+    now = state.now_ms()
+    if state.settings() is not config or state.omit_pending() or not isinstance(data, TimeSeriesData):
+        return None
+    try:
+        intervals = parse_window(FILTER_FIELD[service], fields.get("filters"))
+        if not _settled(data, intervals, now):
+            return None
+        total = data.count(intervals)
+        reply = _scan_page(state, config, data, fields, intervals, now, total, lambda: False)
+    except BadRequest:
+        return None
+    return Prepared(_key(state, config, service, fields), now, reply)
+
+
+def _reuse(
+    prepared: Prepared | None, state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]
+) -> Reply | None:
+    """The prepared page when it answers exactly this request in this state, else None."""
+    if prepared is None or prepared.key != _key(state, config, service, fields):
+        return None
+    # A clock moved back, or a knob changed since: compute afresh.
+    if state.now_ms() < prepared.now_ms or state.settings() is not config:
+        return None
+    reply = prepared.reply
+    return dataclasses.replace(reply, headers=dict(reply.headers))
+
+
+def _next_filters(filters: Any, window: str, gte: int) -> dict[str, Any]:
+    """The request's filters with the window's lower bound replaced by ``gte`` (upper bounds kept)."""
+    current = dict(filters or {})
+    bounds = {op: value for op, value in dict(current.get(window) or {}).items() if op not in ("gte", "gt")}
+    current[window] = {"gte": gte, **bounds}
+    return current

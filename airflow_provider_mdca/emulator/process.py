@@ -1,0 +1,115 @@
+"""Run the emulator as a child process (for the demo, benchmarks and end-to-end tests).
+
+A separate process keeps the emulator's work off the measured process's GIL, and it is what a real
+deployment looks like: the collector talks to a server it does not share memory with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+__all__ = ["EmulatorProcess"]
+
+
+class EmulatorProcess:
+    """``python -m airflow_provider_mdca.emulator`` in a child process; stopped (never left behind) on exit.
+
+    :param state_dir: where the CA and ``emulator.json`` go (a temporary directory when None).
+    :param tenants: tenant configs as JSON-ready dicts (``TenantConfig.to_dict()``); None: the demo tenant.
+    """
+
+    def __init__(self, state_dir: Path | None = None, tenants: list[dict[str, Any]] | None = None) -> None:
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="mdca-emulator-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._tenants = tenants
+        self._proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> EmulatorProcess:
+        """Start the child and wait for its one-line JSON description."""
+        cmd = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(self.state_dir)]
+        if self._tenants is not None:
+            config = self.state_dir / "tenants.json"
+            config.write_text(json.dumps(self._tenants), encoding="utf-8")
+            cmd += ["--config", str(config)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError("the emulator exited before it described itself (see its stderr above)")
+        self.info = json.loads(line)
+        return self
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s)."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
+        self._proc = None
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def ca_bundle(self) -> str:
+        return str(self.info["ca_bundle"])
+
+    def tenant(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """The description of one tenant (the first when no id is given)."""
+        tenants: list[dict[str, Any]] = self.info["tenants"]
+        return next(t for t in tenants if tenant_id is None or t["tenant_id"] == tenant_id)
+
+    def connection(self, tenant_id: str | None = None, **extra: Any) -> dict[str, Any]:
+        """An Airflow ``mdca`` connection (JSON form) for one tenant."""
+        tenant = self.tenant(tenant_id)
+        return {
+            "conn_type": "mdca",
+            "host": tenant["mdca_url"],
+            "login": tenant["client_id"],
+            "password": tenant["client_secret"],
+            "extra": {
+                "tenant_id": tenant["tenant_id"],
+                "token_url": self.info["token_url"],
+                "files_access_token": tenant["files_access_token"],
+                "verify": self.ca_bundle,
+                **extra,
+            },
+        }
+
+    def truth(self, service: str, start_ms: int, end_ms: int, tenant_id: str | None = None) -> list[str]:
+        """The ids a complete read must return, from the admin API (records visible now)."""
+        tid = self.tenant(tenant_id)["tenant_id"]
+        query = urlencode({"service": service, "start": start_ms, "end": end_ms, "visible_only": 1})
+        response = requests.get(
+            f"{self.info['admin_url'].rstrip('/')}/tenants/{tid}/truth?{query}",
+            verify=self.ca_bundle,
+            timeout=60,
+        )
+        response.raise_for_status()
+        ids: list[str] = response.json()["ids"]
+        return ids

@@ -1,0 +1,411 @@
+"""The emulator's HTTPS server: one loopback listener for Entra ID, MDCA and the admin API.
+
+Routes (``<t>`` is a tenant id)::
+
+    GET  /<t>/v2.0/.well-known/openid-configuration      Entra discovery      (entra.py)
+    POST /<t>/oauth2/v2.0/token                          Entra token          (entra.py)
+    GET  /<t>/discovery/v2.0/keys                        Entra JWKS (empty)   (entra.py)
+    GET|POST /mdca/<t>/api/v1/<service>/                 MDCA lists           (mdca.py; /cas/api/v1/ too)
+    *    /_admin/...                                     admin API            (admin.py)
+
+The handler only parses HTTP and writes answers; the logic lives in the modules named above. HTTP/1.1
+keep-alive with Content-Length throughout; each answer leaves in a single write (header and body together,
+``TCP_NODELAY``), which keeps small answers from waiting on delayed ACKs. The TLS handshake runs in the
+connection's own thread, so a slow or refusing client never blocks the accept loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import http.server
+import logging
+import socket
+import ssl
+import struct
+import threading
+import types
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from airflow_provider_mdca.emulator import admin, entra, mdca
+from airflow_provider_mdca.emulator.data import SERVICES, canonical_service
+from airflow_provider_mdca.emulator.reply import Prepared, Reply, json_reply
+from airflow_provider_mdca.emulator.state import TenantConfig, TenantRegistry, TenantState
+from airflow_provider_mdca.emulator.tls import CertificateAuthority
+
+__all__ = ["EmulatorServer"]
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+_MAX_BODY = 1 << 20
+_IDLE_TIMEOUT_S = 30.0
+_HANDSHAKE_TIMEOUT_S = 10.0
+_API_PREFIXES = (["api", "v1"], ["cas", "api", "v1"])
+
+
+class _App:
+    """Routing: turns (method, path, headers, body) into a :class:`Reply`."""
+
+    def __init__(self, registry: TenantRegistry) -> None:
+        self.registry = registry
+        self.base_url = ""
+
+    def dispatch(
+        self,
+        method: str,
+        target: str,
+        headers: Any,
+        body: bytes,
+        client_ip: str,
+        prepared: Prepared | None = None,
+    ) -> Reply:
+        url = urlsplit(target)
+        parts = [unquote(part) for part in url.path.split("/") if part]
+        query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
+        if parts[:1] == ["_admin"]:
+            if client_ip != LOOPBACK:
+                return json_reply(403, {"error": "admin API is loopback-only"})
+            return admin.handle(self.registry, method, parts[1:], query, body)
+        if parts[:1] == ["mdca"] and len(parts) >= 3:
+            return self._mdca(method, parts[1], parts[2:], query, headers, body, prepared)
+        if len(parts) >= 2:
+            reply = self._entra(method, parts, headers, body)
+            if reply is not None:
+                return reply
+        return json_reply(404, {"detail": "Not found."})
+
+    def _mdca(
+        self,
+        method: str,
+        tenant_id: str,
+        rest: list[str],
+        query: Any,
+        headers: Any,
+        body: bytes,
+        prepared: Prepared | None,
+    ) -> Reply:
+        state = self.registry.get(tenant_id)
+        service = _service_of(rest)
+        if state is None or service is None:
+            return json_reply(404, {"detail": "Not found."})
+        if method not in ("GET", "POST"):
+            return json_reply(405, {"detail": f'Method "{method}" not allowed.'})
+        request = mdca.ApiRequest(method, query, body, headers.get("Authorization"), prepared)
+        return mdca.handle(state, service, request)
+
+    def _entra(self, method: str, parts: list[str], headers: Any, body: bytes) -> Reply | None:
+        tenant_id, rest = parts[0], parts[1:]
+        state = self.registry.get(tenant_id)
+        if rest == ["v2.0", ".well-known", "openid-configuration"] and method == "GET":
+            return entra.openid_configuration(state, tenant_id, self.base_url)
+        if rest == ["oauth2", "v2.0", "token"] and method == "POST":
+            form = entra.parse_form(body)
+            correlation = headers.get("client-request-id")
+            authorization = headers.get("Authorization")
+            return entra.token(state, tenant_id, form, authorization, correlation, self.base_url)
+        if rest == ["discovery", "v2.0", "keys"] and method == "GET":
+            return entra.jwks()
+        return None
+
+
+def _service_of(rest: list[str]) -> str | None:
+    for prefix in _API_PREFIXES:
+        if rest[: len(prefix)] == prefix and len(rest) == len(prefix) + 1:
+            try:
+                return canonical_service(rest[-1])
+            except ValueError:
+                return None
+    return None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "MDCA-Emulator/1.0"
+    sys_version = ""
+    timeout = _IDLE_TIMEOUT_S  # idle keep-alive connections end, so their threads do too
+    server: _HttpsServer
+    _prepared: Prepared | None = None  # this connection's prefetched answer (mdca.py, scan prefetch)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        prepared, self._prepared = self._prepared, None
+        app, client_ip = self.server.app, self.client_address[0]
+        reply = app.dispatch(self.command, self.path, self.headers, body, client_ip, prepared)
+        # Log the path only: query strings and bodies never reach the log, so no credential can.
+        log.debug("%s %s -> %s", self.command, urlsplit(self.path).path, reply.fault or reply.status)
+        self._send(reply)
+        if reply.follow_up is not None and not self.close_connection:
+            self._prepared = reply.follow_up()
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self._send(json_reply(411, {"detail": "Content-Length required."}))
+            self.close_connection = True
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY:
+            self._send(json_reply(413, {"detail": "Request body too large or bad Content-Length."}))
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, reply: Reply) -> None:
+        if reply.fault == "reset":
+            self._reset()
+            return
+        body = reply.body
+        closing = self.close_connection or reply.fault == "truncate"
+        lines = [
+            f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
+            f"Server: {self.server_version}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            *(f"{name}: {value}" for name, value in reply.headers.items()),
+            f"Content-Length: {len(body)}",
+        ]
+        if closing:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if reply.fault == "truncate":
+            body = body[: len(body) // 2]
+        self.wfile.write(head + body)
+        if closing:
+            self.close_connection = True
+
+    def _reset(self) -> None:
+        """Abort the connection: SO_LINGER 0 makes close() send a TCP RST instead of a FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+class _HttpsServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, context: ssl.SSLContext, app: _App) -> None:
+        self.context = context
+        self.app = app
+        self._active: set[socket.socket] = set()
+        self._active_lock = threading.Lock()
+        super().__init__((LOOPBACK, port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a name lookup this loopback server has no use for.
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.server_name, self.server_port = LOOPBACK, self.server_address[1]
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = self.socket.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            self._active.add(request)
+        try:
+            request.settimeout(_HANDSHAKE_TIMEOUT_S)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                # An untrusting or broken client: nothing to answer. Not an error of ours.
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+            super().finish_request(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+    def close_connections(self) -> None:
+        """Shut every open connection so that keep-alive threads end with the server."""
+        with self._active_lock:
+            active = list(self._active)
+        for sock in active:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class EmulatorServer:
+    """Entra ID + MDCA over real HTTPS on 127.0.0.1.
+
+    >>> with EmulatorServer(tmp_path, tenants=[TenantConfig("t1")]) as emu:  # doctest: +SKIP
+    ...     requests.post(emu.mdca_url("t1") + "api/v1/alerts/", json={}, verify=emu.ca_bundle, ...)
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int = 0,
+        tenants: list[TenantConfig] | None = None,
+        host: str = LOOPBACK,
+    ) -> None:
+        if host not in (LOOPBACK, "localhost"):
+            raise ValueError(f"the emulator only listens on {LOOPBACK}, not {host!r}")
+        self.state_dir = Path(state_dir)
+        self.ca = CertificateAuthority.load_or_create(self.state_dir)
+        self.registry = TenantRegistry()
+        self._requested_port = port
+        self._app = _App(self.registry)
+        self._httpd: _HttpsServer | None = None
+        self._thread: threading.Thread | None = None
+        for config in tenants or []:
+            self.add_tenant(config)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> EmulatorServer:
+        """Start listening (in a background thread); returns once connections are accepted."""
+        if self._httpd is not None:
+            return self
+        self._httpd = _HttpsServer(self._requested_port, self.ca.server_context(), self._app)
+        self._app.base_url = f"https://{LOOPBACK}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="mdca-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close open connections."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- addresses -------------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The listening port (after :meth:`start`)."""
+        if self._httpd is None:
+            raise RuntimeError("the emulator is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``https://127.0.0.1:<port>``."""
+        return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        """Entra's root with a trailing slash: the MSAL authority is ``token_url + tenant_id``."""
+        return self.base_url + "/"
+
+    @property
+    def admin_url(self) -> str:
+        """``https://127.0.0.1:<port>/_admin/``."""
+        return self.base_url + "/_admin/"
+
+    def mdca_url(self, tenant_id: str) -> str:
+        """The tenant's MDCA base URL (join ``api/v1/<service>/`` to it)."""
+        return f"{self.base_url}/mdca/{tenant_id}/"
+
+    @property
+    def ca_bundle(self) -> Path:
+        """The CA certificate clients must trust (``requests``' ``verify=``)."""
+        return self.ca.ca_cert_path
+
+    # -- tenants ---------------------------------------------------------------------------------------------
+
+    def add_tenant(self, config: TenantConfig) -> TenantState:
+        """Create (or replace) a tenant."""
+        return self.registry.put(config)
+
+    def remove_tenant(self, tenant_id: str) -> bool:
+        """Forget a tenant."""
+        return self.registry.remove(tenant_id)
+
+    def tenant(self, tenant_id: str) -> TenantState:
+        """The live tenant, to change its knobs (``.update(...)``) or read its state; KeyError if unknown."""
+        return self.registry[tenant_id]
+
+    def truth(
+        self,
+        tenant_id: str,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        visible_only: bool = False,
+    ) -> list[str]:
+        """Sorted ``_id``s a complete read of ``[start_ms, end_ms)`` must return (snapshots: all ids)."""
+        return self.tenant(tenant_id).truth(service, start_ms, end_ms, visible_only)
+
+    def stats(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's counters."""
+        return self.tenant(tenant_id).stats()
+
+    def set_now(self, now_ms: int | None, tenant_id: str | None = None) -> None:
+        """Pin the clock (epoch ms) of one tenant, or the server-wide clock; None releases it."""
+        if tenant_id is None:
+            self.registry.clock.override_ms = now_ms
+        else:
+            self.tenant(tenant_id).set_now(now_ms)
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to connect: URLs, CA bundle and every tenant's credentials (emulator.json)."""
+        tenants = []
+        for tenant_id in self.registry.ids():
+            config = self.tenant(tenant_id).settings()
+            tenants.append(
+                {
+                    "tenant_id": tenant_id,
+                    "mdca_url": self.mdca_url(tenant_id),
+                    "client_id": config.client_id,
+                    "client_secret": config.client_secret,
+                    "files_access_token": config.files_access_token,
+                }
+            )
+        return {
+            "base_url": self.base_url,
+            "token_url": self.token_url,
+            "ca_bundle": str(self.ca_bundle),
+            "admin_url": self.admin_url,
+            "services": list(SERVICES),
+            "tenants": tenants,
+        }

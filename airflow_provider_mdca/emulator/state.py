@@ -1,0 +1,588 @@
+"""Tenant configuration (every knob, JSON round-trip) and the live, thread-safe state behind it.
+
+A :class:`TenantConfig` says what a tenant *is* (credentials, data, faults, limits); a :class:`TenantState` is
+that tenant running: its data streams, issued tokens, throttle window, pending faults and counters. Knobs can
+be changed while requests are in flight: a change swaps in a new config object, and each request works from
+the config it read at its start.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import math
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_mdca.emulator.data import (
+    SERVICES,
+    SNAPSHOT_SERVICES,
+    TIME_SERVICES,
+    Rate,
+    Segment,
+    SnapshotData,
+    TimeSeriesData,
+    canonical_service,
+    spec_from_dict,
+)
+
+__all__ = [
+    "FAULT_NAMES",
+    "RETRY_AFTER_STYLES",
+    "TOKEN_FAULTS",
+    "Clock",
+    "SnapshotConfig",
+    "TenantConfig",
+    "TenantRegistry",
+    "TenantState",
+    "TimeSeriesConfig",
+]
+
+FAULT_NAMES: tuple[str, ...] = ("500", "502", "503", "504", "429", "429-no-retry-after", "reset", "truncate")
+RETRY_AFTER_STYLES: tuple[str, ...] = ("seconds", "http-date", "absent")
+TOKEN_FAULTS: tuple[int | None, ...] = (None, 403, 500, 503)
+DEFAULT_SKIP_CEILING = 5000
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# First path segments the server routes itself; a tenant with such an id could not be addressed.
+_RESERVED_IDS = frozenset({"mdca", "_admin"})
+_THROTTLE_WINDOW_S = 60.0
+
+
+# -- value checks shared by from_dict and validate -----------------------------------------------------------
+
+
+def _int(name: str, value: Any, minimum: int | None = None) -> int:
+    # bool is an int subclass; True as a page size is a bug in the caller, not 1.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    number: int = value
+    return number
+
+
+def _opt_int(name: str, value: Any, minimum: int | None = None) -> int | None:
+    return None if value is None else _int(name, value, minimum)
+
+
+def _reject_unknown(kind: str, raw: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s): {', '.join(unknown)}")
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TimeSeriesConfig:
+    """A time-based service (activities, alerts, files): its data and paging limits.
+
+    ``late_every``/``late_by_ms``: every Nth record of each segment (or hour) becomes visible only
+    ``late_by_ms`` after its timestamp, as when MDCA ingests late.
+    """
+
+    segments: list[Segment | Rate] = field(default_factory=list)
+    skip_ceiling: int | None = DEFAULT_SKIP_CEILING
+    late_every: int | None = None
+    late_by_ms: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError when a value is out of range."""
+        for spec in self.segments:
+            if not isinstance(spec, Segment | Rate):
+                raise ValueError(f"segments must be Segment or Rate objects, got {spec!r}")
+        _opt_int("skip_ceiling", self.skip_ceiling, 1)
+        _opt_int("late_every", self.late_every, 1)
+        _int("late_by_ms", self.late_by_ms, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "segments": [spec.to_dict() for spec in self.segments],
+            "skip_ceiling": self.skip_ceiling,
+            "late_every": self.late_every,
+            "late_by_ms": self.late_by_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TimeSeriesConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults."""
+        _reject_unknown("time series", raw, {f.name for f in dataclasses.fields(cls)})
+        return cls(
+            segments=[spec_from_dict(dict(spec)) for spec in raw.get("segments", [])],
+            skip_ceiling=_opt_int("skip_ceiling", raw.get("skip_ceiling", DEFAULT_SKIP_CEILING), 1),
+            late_every=_opt_int("late_every", raw.get("late_every"), 1),
+            late_by_ms=_int("late_by_ms", raw.get("late_by_ms", 0), 0),
+        )
+
+
+@dataclass
+class SnapshotConfig:
+    """A snapshot service (entities, subnet): `count` records, no time window."""
+
+    count: int = 0
+    skip_ceiling: int | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError when a value is out of range."""
+        _int("count", self.count, 0)
+        _opt_int("skip_ceiling", self.skip_ceiling, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"count": self.count, "skip_ceiling": self.skip_ceiling}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> SnapshotConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults."""
+        _reject_unknown("snapshot", raw, {f.name for f in dataclasses.fields(cls)})
+        return cls(
+            count=_int("count", raw.get("count", 0), 0),
+            skip_ceiling=_opt_int("skip_ceiling", raw.get("skip_ceiling"), 1),
+        )
+
+
+def _derived(tenant_id: str, purpose: str) -> str:
+    return hashlib.sha256(f"mdca-emulator:{purpose}:{tenant_id}".encode()).hexdigest()
+
+
+@dataclass
+class TenantConfig:
+    """Everything one emulated tenant is: identity, credentials, data and every fault knob.
+
+    Empty credentials are derived deterministically from `tenant_id`, so a config written by hand needs none.
+    """
+
+    tenant_id: str
+    seed: int = 0
+    client_id: str = ""
+    client_secret: str = ""
+    files_access_token: str = ""
+    activities: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
+    alerts: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
+    files: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
+    entities: SnapshotConfig = field(default_factory=SnapshotConfig)
+    subnet: SnapshotConfig = field(default_factory=SnapshotConfig)
+    # Entra ID
+    token_lifetime_seconds: int = 3599
+    token_fault: int | None = None
+    # MDCA limits and faults
+    requests_per_minute: int | None = 30
+    retry_after_style: str = "seconds"
+    fault_queue: list[str] = field(default_factory=list)
+    error_rate: float = 0.0
+    fault_services: list[str] | None = None
+    revoke_tokens_after: int | None = None
+    scan_omit_next_query_filters: bool | int = False
+    # Tenant clock override (epoch ms); None follows the server clock.
+    now_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.client_id:
+            self.client_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"mdca-emulator:client:{self.tenant_id}"))
+        if not self.client_secret:
+            self.client_secret = "emu~" + _derived(self.tenant_id, "secret")[:36]
+        if not self.files_access_token:
+            self.files_access_token = _derived(self.tenant_id, "files-token")[:48]
+
+    def service(self, name: str) -> TimeSeriesConfig | SnapshotConfig:
+        """The configuration of service `name` (aliases such as ``data_enrichment`` accepted)."""
+        config: TimeSeriesConfig | SnapshotConfig = getattr(self, canonical_service(name))
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid knob."""
+        if not _TENANT_ID.match(self.tenant_id) or self.tenant_id in _RESERVED_IDS:
+            raise ValueError(f"tenant_id {self.tenant_id!r} is not a valid path segment")
+        _int("seed", self.seed)
+        for name in SERVICES:
+            self.service(name).validate()
+        _int("token_lifetime_seconds", self.token_lifetime_seconds, 1)
+        if self.token_fault not in TOKEN_FAULTS:
+            raise ValueError(f"token_fault must be one of {TOKEN_FAULTS}, got {self.token_fault!r}")
+        _opt_int("requests_per_minute", self.requests_per_minute, 1)
+        if self.retry_after_style not in RETRY_AFTER_STYLES:
+            raise ValueError(f"retry_after_style must be one of {RETRY_AFTER_STYLES}")
+        bad = [name for name in self.fault_queue if name not in FAULT_NAMES]
+        if bad:
+            raise ValueError(f"unknown fault(s) {bad}; expected some of {FAULT_NAMES}")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError("error_rate must be within 0..1")
+        if self.fault_services is not None:
+            for name in self.fault_services:
+                canonical_service(name)
+        _opt_int("revoke_tokens_after", self.revoke_tokens_after, 1)
+        if not isinstance(self.scan_omit_next_query_filters, bool):
+            _int("scan_omit_next_query_filters", self.scan_omit_next_query_filters, 0)
+        _opt_int("now_ms", self.now_ms, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; :meth:`from_dict` gives back an equal config."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+            if isinstance(value, list):
+                out[f.name] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TenantConfig:
+        """Build and validate a config from its JSON form (unknown keys are an error, to catch typos)."""
+        if "tenant_id" not in raw:
+            raise ValueError("tenant_id is required")
+        config = cls(tenant_id=str(raw["tenant_id"]))
+        config = config.with_changes({key: value for key, value in raw.items() if key != "tenant_id"})
+        return config
+
+    def with_changes(self, changes: Mapping[str, Any]) -> TenantConfig:
+        """A validated copy with JSON-style `changes` (a service's dict merges into its current settings)."""
+        known = {f.name for f in dataclasses.fields(self)} - {"tenant_id"}
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            name = _service_key(key)
+            if name not in known:
+                raise ValueError(f"unknown tenant field {key!r}")
+            values[name] = _coerce(self, name, value)
+        config = dataclasses.replace(self, **values)
+        config.validate()
+        return config
+
+
+def _service_key(key: str) -> str:
+    try:
+        return canonical_service(key)
+    except ValueError:
+        return key
+
+
+def _coerce(config: TenantConfig, name: str, value: Any) -> Any:
+    """Turn one JSON value into the field's Python type (services merge into their current settings)."""
+    if name in TIME_SERVICES and isinstance(value, Mapping):
+        current = config.service(name).to_dict()
+        return TimeSeriesConfig.from_dict({**current, **value})
+    if name in SNAPSHOT_SERVICES and isinstance(value, Mapping):
+        current = config.service(name).to_dict()
+        return SnapshotConfig.from_dict({**current, **value})
+    if name == "fault_queue":
+        return [str(item) for item in value]
+    if name == "fault_services" and value is not None:
+        return [canonical_service(str(item)) for item in value]
+    if name == "error_rate":
+        return float(value)
+    if name == "token_fault" and value is not None:
+        return _int("token_fault", value)
+    return value
+
+
+# -- runtime -------------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall-clock epoch milliseconds, unless overridden (the server-wide clock tests move by hand)."""
+
+    def __init__(self) -> None:
+        self.override_ms: int | None = None
+
+    def now_ms(self) -> int:
+        """The current time in epoch ms."""
+        override = self.override_ms
+        return time.time_ns() // 1_000_000 if override is None else override
+
+
+@dataclass
+class _Token:
+    serial: int
+    expires_at: float  # time.monotonic()
+
+
+@dataclass
+class Stats:
+    """Counters of one tenant (MDCA requests by service and status class, faults, throttling, tokens)."""
+
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 0))
+    records_served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 0))
+    status: dict[str, int] = field(default_factory=lambda: {"2xx": 0, "4xx": 0, "5xx": 0})
+    throttled: int = 0
+    faults_injected: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    token_requests: int = 0
+    token_errors: int = 0
+    tokens_issued: int = 0
+    tokens_revoked: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready deep copy."""
+        out = dataclasses.asdict(self)
+        out.update(out.pop("status"))  # flat "2xx"/"4xx"/"5xx" keys read best
+        return out
+
+
+ServiceData = TimeSeriesData | SnapshotData
+
+
+def _build_data(config: TenantConfig) -> dict[str, ServiceData]:
+    data: dict[str, ServiceData] = {}
+    for name in TIME_SERVICES:
+        series: TimeSeriesConfig = getattr(config, name)
+        data[name] = TimeSeriesData(name, config.seed, series.segments, series.late_every, series.late_by_ms)
+    for name in SNAPSHOT_SERVICES:
+        snapshot: SnapshotConfig = getattr(config, name)
+        data[name] = SnapshotData(name, config.seed, snapshot.count)
+    return data
+
+
+# Fields whose change rebuilds the data streams (others are read per request).
+_DATA_FIELDS = frozenset({"seed", *SERVICES})
+
+
+class TenantState:
+    """One running tenant. Every method is thread-safe; the server calls the underscore-free ones too."""
+
+    def __init__(self, config: TenantConfig, clock: Clock | None = None) -> None:
+        config.validate()
+        self._lock = threading.RLock()
+        self._clock = clock or Clock()
+        self._config = config
+        self._data = _build_data(config)
+        self._faults: collections.deque[str] = collections.deque(config.fault_queue)
+        self._omit_left: bool | int = config.scan_omit_next_query_filters
+        self._rng = random.Random(config.seed)
+        self._window: collections.deque[float] = collections.deque()
+        self._tokens: dict[str, _Token] = {}
+        self._serial = 0
+        self._revoked_below = 0
+        self._successes = 0
+        self._stats = Stats()
+
+    # -- knobs -----------------------------------------------------------------------------------------------
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant's id (also its path segment)."""
+        return self._config.tenant_id
+
+    @property
+    def config(self) -> TenantConfig:
+        """A copy of the current configuration, with the faults and omissions still pending."""
+        with self._lock:
+            return dataclasses.replace(
+                self._config,
+                fault_queue=list(self._faults),
+                scan_omit_next_query_filters=self._omit_left,
+            )
+
+    def settings(self) -> TenantConfig:
+        """The live configuration object for one request to read (never mutated; replaced on change)."""
+        return self._config
+
+    def update(self, **changes: Any) -> TenantConfig:
+        """Change knobs, e.g. ``update(fault_queue=["500", "reset"], requests_per_minute=None)``.
+
+        Values may be Python objects or their JSON forms (a service as a partial dict is merged).
+        """
+        return self.patch(changes)
+
+    def patch(self, changes: Mapping[str, Any]) -> TenantConfig:
+        """Apply JSON-style `changes` atomically; ValueError (and no change) when one is invalid."""
+        with self._lock:
+            config = self.config.with_changes(changes)
+            touched = {_service_key(key) for key in changes}
+            if touched & _DATA_FIELDS:
+                self._data = _build_data(config)
+            if "seed" in touched:
+                self._rng = random.Random(config.seed)
+            self._faults = collections.deque(config.fault_queue)
+            self._omit_left = config.scan_omit_next_query_filters
+            self._config = config
+            return self.config
+
+    def queue_faults(self, *names: str) -> None:
+        """Append faults to the queue (each applies to one upcoming MDCA request)."""
+        with self._lock:
+            self.patch({"fault_queue": [*self._faults, *names]})
+
+    # -- clock and data --------------------------------------------------------------------------------------
+
+    def set_now(self, now_ms: int | None) -> None:
+        """Pin this tenant's clock to `now_ms` (None: follow the server clock)."""
+        self.patch({"now_ms": now_ms})
+
+    def now_ms(self) -> int:
+        """The tenant clock: its override, else the server clock."""
+        override = self._config.now_ms
+        return self._clock.now_ms() if override is None else override
+
+    def data(self, service: str) -> ServiceData:
+        """The record streams of `service` as of now."""
+        return self._data[canonical_service(service)]
+
+    def truth(self, service: str, start_ms: int, end_ms: int, visible_only: bool = False) -> list[str]:
+        """Sorted ``_id``s of the records with a window timestamp in ``[start_ms, end_ms)``.
+
+        Snapshots ignore the window. `visible_only` keeps only records already visible on the tenant clock.
+        """
+        data = self.data(service)
+        if isinstance(data, SnapshotData):
+            return sorted(data.record_id(index) for index in range(data.total))
+        now = self.now_ms() if visible_only else None
+        return sorted(entry[1] for entry in data.entries([(start_ms, end_ms)], now))
+
+    # -- per-request bookkeeping (called by mdca.py / entra.py) ----------------------------------------------
+
+    def admit(self) -> int | None:
+        """Take a throttle slot: None when admitted, else whole seconds (>= 1) until a slot frees up."""
+        limit = self._config.requests_per_minute
+        if limit is None:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            while self._window and self._window[0] <= now - _THROTTLE_WINDOW_S:
+                self._window.popleft()
+            if len(self._window) >= limit:
+                self._stats.throttled += 1  # a throttled request does not take a slot
+                return max(1, math.ceil(self._window[-limit] + _THROTTLE_WINDOW_S - now))
+            self._window.append(now)
+            return None
+
+    def take_fault(self, service: str) -> str | None:
+        """The fault for this request: the next queued one, else a random 500/503 at `error_rate`."""
+        with self._lock:
+            config = self._config
+            if config.fault_services is not None and service not in config.fault_services:
+                return None
+            if self._faults:
+                fault: str | None = self._faults.popleft()
+            elif config.error_rate and self._rng.random() < config.error_rate:
+                fault = self._rng.choice(("500", "503"))
+            else:
+                fault = None
+            if fault is not None:
+                self._stats.faults_injected += 1
+                self._stats.faults[fault] = self._stats.faults.get(fault, 0) + 1
+            return fault
+
+    def take_omit_next_filters(self) -> bool:
+        """Whether this hasNext scan response leaves out ``nextQueryFilters`` (consumes one when counted)."""
+        with self._lock:
+            left = self._omit_left
+            if isinstance(left, bool):
+                return left
+            if left > 0:
+                self._omit_left = left - 1
+                return True
+            return False
+
+    def omit_pending(self) -> bool:
+        """Whether some upcoming scan responses are still to leave out ``nextQueryFilters``."""
+        with self._lock:
+            return bool(self._omit_left)
+
+    def issue_token(self) -> tuple[str, int]:
+        """A new opaque access token and its lifetime in seconds."""
+        with self._lock:
+            lifetime = self._config.token_lifetime_seconds
+            now = time.monotonic()
+            if len(self._tokens) > 256:  # forget expired tokens so a long run does not grow
+                self._tokens = {tok: info for tok, info in self._tokens.items() if info.expires_at > now}
+            token = secrets.token_urlsafe(48)
+            self._serial += 1
+            self._tokens[token] = _Token(self._serial, now + lifetime)
+            self._stats.tokens_issued += 1
+            return token, lifetime
+
+    def token_status(self, token: str) -> str:
+        """``"valid"``, ``"expired"``, ``"revoked"`` or ``"unknown"`` for a Bearer token of this tenant."""
+        with self._lock:
+            info = self._tokens.get(token)
+            if info is None:
+                return "unknown"
+            if info.serial <= self._revoked_below:
+                return "revoked"
+            return "valid" if info.expires_at > time.monotonic() else "expired"
+
+    def note_success(self) -> None:
+        """Count a successful MDCA request; every `revoke_tokens_after` of them revokes all tokens issued."""
+        with self._lock:
+            threshold = self._config.revoke_tokens_after
+            self._successes += 1
+            if threshold is None or self._successes < threshold:
+                return
+            self._successes = 0
+            now = time.monotonic()
+            cutoff = self._revoked_below
+            live = sum(1 for info in self._tokens.values() if info.serial > cutoff and info.expires_at > now)
+            self._stats.tokens_revoked += live
+            self._revoked_below = self._serial
+
+    def record_request(self, service: str, status: int | None, records: int = 0) -> None:
+        """Count one MDCA response (status None: the connection was reset without one)."""
+        with self._lock:
+            self._stats.requests[service] += 1
+            self._stats.records_served[service] += records
+            if status is not None and status >= 200:
+                key = f"{status // 100}xx"
+                if key in self._stats.status:
+                    self._stats.status[key] += 1
+
+    def record_token_request(self, ok: bool) -> None:
+        """Count one token request."""
+        with self._lock:
+            self._stats.token_requests += 1
+            if not ok:
+                self._stats.token_errors += 1
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict."""
+        with self._lock:
+            out = self._stats.to_dict()
+        out["tenant_id"] = self.tenant_id
+        return out
+
+
+class TenantRegistry:
+    """The tenants a server knows, by id. Thread-safe."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+        self._lock = threading.Lock()
+        self._tenants: dict[str, TenantState] = {}
+
+    def put(self, config: TenantConfig) -> TenantState:
+        """Create or replace a tenant (a replaced tenant starts afresh: no tokens, no counters)."""
+        state = TenantState(config, self.clock)
+        with self._lock:
+            self._tenants[config.tenant_id] = state
+        return state
+
+    def get(self, tenant_id: str) -> TenantState | None:
+        """The tenant, or None."""
+        with self._lock:
+            return self._tenants.get(tenant_id)
+
+    def __getitem__(self, tenant_id: str) -> TenantState:
+        state = self.get(tenant_id)
+        if state is None:
+            raise KeyError(f"unknown tenant {tenant_id!r}")
+        return state
+
+    def remove(self, tenant_id: str) -> bool:
+        """Forget a tenant; False if it did not exist."""
+        with self._lock:
+            return self._tenants.pop(tenant_id, None) is not None
+
+    def ids(self) -> list[str]:
+        """Sorted tenant ids."""
+        with self._lock:
+            return sorted(self._tenants)

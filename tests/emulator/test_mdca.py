@@ -1,0 +1,196 @@
+"""MDCA list endpoints over HTTPS: auth, filters, sort, skip/limit paging, the skip ceiling, snapshots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig
+from tests.emulator.support import T0
+
+
+def one_per_ms(count: int, start: int = T0) -> TimeSeriesConfig:
+    """`count` records, one at each millisecond from `start`."""
+    return TimeSeriesConfig([Segment(start, start + count, count)])
+
+
+def timestamps(page, field="timestamp"):
+    return [record[field] for record in page["data"]]
+
+
+class TestAuth:
+    @pytest.mark.parametrize(
+        "header",
+        [None, "Bearer", "Bearer not-a-token", "Token wrong", "Basic abc"],
+        ids=["missing", "empty-bearer", "unknown-bearer", "wrong-legacy", "other-scheme"],
+    )
+    def test_401(self, make_tenant, header):
+        tenant = make_tenant()
+        headers = {"Authorization": header} if header else {}
+        response = tenant.session.post(tenant.url("alerts"), json={}, headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Invalid token"}
+
+    def test_token_of_another_tenant_is_rejected(self, make_tenant):
+        first, second = make_tenant(), make_tenant()
+        response = second.session.post(second.url("alerts"), json={}, headers=first.headers("bearer"))
+        assert response.status_code == 401
+
+    def test_files_need_the_legacy_token(self, make_tenant):
+        tenant = make_tenant(files=one_per_ms(3))
+        bearer = tenant.post("files", auth="bearer")
+        assert bearer.status_code == 403
+        assert bearer.json() == {"detail": "Insufficient role based permissions", "error": True}
+        assert len(tenant.ok("files", auth="token")["data"]) == 3
+
+    @pytest.mark.parametrize("service", ["activities", "alerts", "entities", "subnet"])
+    def test_other_services_take_both(self, make_tenant, service):
+        tenant = make_tenant()
+        assert tenant.post(service, auth="bearer").status_code == 200
+        assert tenant.post(service, auth="token").status_code == 200
+
+
+class TestFilters:
+    @pytest.mark.parametrize(
+        ("window", "expected"),
+        [
+            ({"gte": T0 + 10, "lte": T0 + 19}, range(10, 20)),
+            ({"gte": T0 + 10, "lt": T0 + 20}, range(10, 20)),
+            ({"gt": T0 + 9, "lte": T0 + 19}, range(10, 20)),
+            (
+                {"range": [{"start": T0 + 10, "end": T0 + 12}, {"start": T0 + 50, "end": T0 + 50}]},
+                [10, 11, 12, 50],
+            ),
+            ({"eq": T0 + 7}, [7]),
+            ({"eq": [T0 + 7, T0 + 9]}, [7, 9]),
+            ({"gte": T0 + 90}, range(90, 101)),
+            ({"lte": T0 + 2}, range(0, 3)),
+        ],
+        ids=["gte-lte", "gte-lt", "gt-lte", "range", "eq", "eq-list", "open-end", "open-start"],
+    )
+    def test_window_boundaries_are_exact(self, make_tenant, window, expected):
+        tenant = make_tenant(alerts=one_per_ms(101))
+        page = tenant.ok("alerts", {"filters": {"date": window}})
+        assert timestamps(page) == [T0 + offset for offset in expected]
+        assert page["total"] == len(expected)
+
+    def test_half_open_window_includes_start_and_end_minus_one_not_end(self, make_tenant):
+        tenant = make_tenant(files=one_per_ms(100))
+        start, end = T0 + 20, T0 + 40
+        page = tenant.ok("files", {"filters": {"modifiedDate": {"gte": start, "lte": end - 1}}})
+        stamps = timestamps(page, "modifiedDate")
+        assert stamps[0] == start and stamps[-1] == end - 1 and end not in stamps and len(stamps) == 20
+
+    @pytest.mark.parametrize(
+        ("filters", "field"),
+        [
+            ({"severity": {"eq": 2}}, "severity"),
+            ({"date": {"gte": "yesterday"}}, "date"),
+            ({"date": {"between": [1, 2]}}, "date"),
+            ({"date": {"gte": True}}, "date"),
+            ({"date": {"range": [{"start": T0 + 5, "end": T0}]}}, "date"),
+            ({"modifiedDate": {"gte": T0}}, "modifiedDate"),
+        ],
+        ids=[
+            "unknown-field",
+            "string-value",
+            "unknown-op",
+            "bool-value",
+            "inverted-range",
+            "other-service-field",
+        ],
+    )
+    def test_bad_filters_are_a_400_in_mdca_shape(self, make_tenant, filters, field):
+        tenant = make_tenant()
+        response = tenant.post("alerts", {"filters": filters})
+        assert response.status_code == 400
+        problem = {"error": f"{field} is not valid", "errorMessageCode": "CONSOLE_FORMS_NOT_VALID_VALUE"}
+        assert response.json() == {"filters": [problem], "error": True}
+
+
+class TestPaging:
+    def test_skip_limit_pages_over_101_records(self, make_tenant):
+        tenant = make_tenant(alerts=one_per_ms(101))
+        first = tenant.ok("alerts", {"skip": 0, "limit": 100})
+        second = tenant.ok("alerts", {"skip": 100, "limit": 100})
+        assert (len(first["data"]), first["hasNext"], first["total"]) == (100, True, 101)
+        assert (len(second["data"]), second["hasNext"]) == (1, False)
+        assert (first["max"], first["moreThanTotal"]) == (100, False)
+        ids = [r["_id"] for r in first["data"] + second["data"]]
+        assert ids == tenant.emu.truth(tenant.id, "alerts", T0, T0 + 101)
+
+    def test_limit_is_clamped_to_100_and_validated(self, make_tenant):
+        tenant = make_tenant(alerts=one_per_ms(150))
+        page = tenant.ok("alerts", {"limit": 1_000})
+        assert len(page["data"]) == 100 and page["max"] == 100
+        for bad in (0, -1, "10", 2.5, True):
+            response = tenant.post("alerts", {"limit": bad})
+            assert response.status_code == 400, bad
+            assert response.json()["limit"][0]["error"] == "limit is not valid"
+
+    def test_same_timestamp_cluster_is_ordered_by_id_and_desc_reverses(self, make_tenant):
+        tenant = make_tenant(alerts=TimeSeriesConfig([Segment(T0, T0 + 10, 40, (1, 4, 1, 7))]))
+        ascending = tenant.ok("alerts", {"sortField": "date", "sortDirection": "asc"})["data"]
+        keys = [(r["timestamp"], r["_id"]) for r in ascending]
+        assert keys == sorted(keys) and len(set(timestamps({"data": ascending}))) < 40
+        descending = tenant.ok("alerts", {"sortField": "date", "sortDirection": "desc"})["data"]
+        assert descending == ascending[::-1]
+        assert tenant.post("alerts", {"sortField": "severity"}).status_code == 400
+
+    def test_skip_ceiling(self, make_tenant):
+        tenant = make_tenant(alerts=one_per_ms(6_000))
+        assert tenant.post("alerts", {"skip": 4_900, "limit": 100}).status_code == 200
+        beyond = tenant.post("alerts", {"skip": 4_901, "limit": 100})
+        assert beyond.status_code == 400
+        problem = beyond.json()["skip"][0]
+        assert beyond.json()["error"] is True and "beyond the maximum" in problem["error"]
+        tenant.state.update(alerts={"skip_ceiling": None})
+        page = tenant.ok("alerts", {"skip": 5_950, "limit": 100})
+        assert len(page["data"]) == 50 and not page["hasNext"]
+
+    def test_get_with_query_parameters_equals_post(self, make_tenant):
+        tenant = make_tenant(alerts=one_per_ms(30))
+        body = {"filters": {"date": {"gte": T0 + 5}}, "skip": 3, "limit": 7}
+        posted = tenant.post("alerts", body)
+        params = {"filters": json.dumps(body["filters"]), "skip": "3", "limit": "7"}
+        got = tenant.session.get(tenant.url("alerts"), params=params, headers=tenant.headers())
+        assert got.status_code == 200 and got.content == posted.content
+        assert len(tenant.session.get(tenant.url("alerts"), headers=tenant.headers()).json()["data"]) == 30
+
+    def test_cas_prefix_and_unknown_paths(self, make_tenant):
+        tenant = make_tenant(alerts=one_per_ms(2))
+        cas = tenant.session.post(
+            f"{tenant.emu.mdca_url(tenant.id)}cas/api/v1/alerts/", json={}, headers=tenant.headers()
+        )
+        assert len(cas.json()["data"]) == 2
+        unknown = tenant.session.post(f"{tenant.emu.mdca_url(tenant.id)}api/v1/policies/", json={})
+        assert unknown.status_code == 404
+
+
+class TestSnapshots:
+    @pytest.mark.parametrize(("service", "count"), [("entities", 250), ("subnet", 40)])
+    def test_pages_cover_the_snapshot_once(self, make_tenant, service, count):
+        tenant = make_tenant(**{service: {"count": count}})
+        ids, skip = [], 0
+        while True:
+            page = tenant.ok(service, {"skip": skip, "limit": 100})
+            ids += [r["_id"] for r in page["data"]]
+            skip += len(page["data"])
+            assert page["total"] == count
+            if not page["hasNext"]:
+                break
+        assert ids == tenant.emu.truth(tenant.id, service, 0, 0)
+        assert ("max" in page) == (service == "entities")
+
+    def test_snapshot_filters_are_refused(self, make_tenant):
+        tenant = make_tenant(entities={"count": 5})
+        response = tenant.post("entities", {"filters": {"date": {"gte": T0}}})
+        assert response.status_code == 400 and response.json()["filters"][0]["error"] == "date is not valid"
+        assert len(tenant.ok("entities", {"filters": {}})["data"]) == 5
+
+    def test_subnet_names_sort_like_ids(self, make_tenant):
+        tenant = make_tenant(subnet={"count": 30})
+        by_name = tenant.ok("subnet", {"sortField": "name"})["data"]
+        assert [r["name"] for r in by_name] == sorted(r["name"] for r in by_name)
+        assert by_name == tenant.ok("subnet", {})["data"]

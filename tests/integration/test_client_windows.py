@@ -1,0 +1,116 @@
+"""Every record of a window exactly once, for every service and window size, against the emulator.
+
+Windows hold 0, 1, 100, 101, 5,000 and 12,345 records in same-millisecond clusters, so clusters straddle
+page boundaries, the scan pages' dropped boundary records and the alerts/files skip ceiling. Records sit exactly
+on the window's start (included), its last millisecond (included) and its end (excluded).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airflow_provider_mdca.emulator import Segment, SnapshotConfig, TimeSeriesConfig
+
+START = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+END = START + timedelta(minutes=30)
+START_MS = int(START.timestamp() * 1000)
+END_MS = int(END.timestamp() * 1000)
+CLUSTERS = (1, 3, 1, 7, 2, 1, 13, 5)
+SIZES = [0, 1, 100, 101, 5_000, 12_345]
+WINDOWED = ["activities", "alerts", "files"]
+
+
+def windowed_data(count: int) -> TimeSeriesConfig:
+    """``count`` records inside the window, plus neighbours on both sides and on both edges."""
+    segments = [
+        Segment(START_MS - 60_000, START_MS, 40, (1, 4)),  # before: ends at START_MS - 1 at the latest
+        Segment(END_MS, END_MS + 60_000, 40, (4, 1)),  # after: starts exactly at END_MS (excluded)
+    ]
+    if count:
+        segments.append(Segment(START_MS, END_MS, count, CLUSTERS))  # first cluster exactly at START_MS
+    return TimeSeriesConfig(segments=segments)
+
+
+def edge_data() -> TimeSeriesConfig:
+    """Clusters exactly on the first and the last millisecond of the window, and on the end (excluded)."""
+    return TimeSeriesConfig(
+        segments=[
+            Segment(START_MS, START_MS + 1, 3),
+            Segment(END_MS - 1, END_MS, 4),
+            Segment(END_MS, END_MS + 1, 5),
+            Segment(START_MS - 1, START_MS, 2),
+        ]
+    )
+
+
+def fetch_ids(client, service, start=START, end=END, **kwargs):
+    return [r["_id"] for r in client.iter_records(service, start, end, **kwargs)]
+
+
+def assert_exactly(got: list[str], truth: list[str]) -> None:
+    duplicates = [rid for rid, n in Counter(got).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} duplicates, e.g. {duplicates[:3]}"
+    missing = set(truth) - set(got)
+    extra = set(got) - set(truth)
+    assert not missing, f"{len(missing)} missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} not in the window, e.g. {sorted(extra)[:3]}"
+
+
+@pytest.mark.parametrize("count", SIZES, ids=lambda n: f"{n}-records")
+@pytest.mark.parametrize("service", WINDOWED)
+def test_windowed_service_returns_exactly_the_window(emulator, make_tenant, make_client, service, count):
+    tenant = make_tenant(**{service: windowed_data(count)})
+    client = make_client(tenant)
+    got = fetch_ids(client, service, page_size=500 if service == "activities" else None)
+    truth = emulator.truth(tenant.tenant_id, service, START_MS, END_MS)
+    assert len(truth) == count
+    assert_exactly(got, truth)
+    assert client.stats.records == count
+    assert client.stats.out_of_window_dropped == 0
+
+
+@pytest.mark.parametrize("count", SIZES, ids=lambda n: f"{n}-records")
+@pytest.mark.parametrize(("service", "config_key"), [("entities", "entities"), ("data_enrichment", "subnet")])
+def test_snapshot_service_returns_the_whole_collection(emulator, make_tenant, make_client, service, config_key, count):
+    tenant = make_tenant(**{config_key: SnapshotConfig(count=count)})
+    client = make_client(tenant)
+    got = fetch_ids(client, service)
+    assert_exactly(got, emulator.truth(tenant.tenant_id, service, 0, 1))
+    assert len(got) == count
+
+
+@pytest.mark.parametrize("service", WINDOWED)
+def test_start_is_included_and_end_excluded(emulator, make_tenant, make_client, service):
+    tenant = make_tenant(**{service: edge_data()})
+    got = fetch_ids(make_client(tenant), service)
+    assert len(got) == 3 + 4
+    assert_exactly(got, emulator.truth(tenant.tenant_id, service, START_MS, END_MS))
+
+
+def test_adjacent_windows_partition_the_records(emulator, make_tenant, make_client):
+    tenant = make_tenant(activities=windowed_data(1_000), alerts=windowed_data(300))
+    client = make_client(tenant)
+    for service in ("activities", "alerts"):
+        edges = [START + timedelta(minutes=m) for m in range(0, 31, 5)]
+        got = [rid for a, b in itertools.pairwise(edges) for rid in fetch_ids(client, service, a, b)]
+        assert_exactly(got, emulator.truth(tenant.tenant_id, service, START_MS, END_MS))
+
+
+def test_an_empty_window_sends_no_request(emulator, make_tenant, make_client):
+    tenant = make_tenant(activities=windowed_data(10))
+    client = make_client(tenant)
+    assert fetch_ids(client, "activities", START, START) == []
+    assert client.stats.requests == 0
+
+
+def test_scan_large_pages_use_few_requests(emulator, make_tenant, make_client):
+    tenant = make_tenant(activities=windowed_data(12_345))
+    client = make_client(tenant)
+    got = fetch_ids(client, "activities")  # default page size 5,000
+    assert len(got) == 12_345
+    assert client.stats.requests <= 4
+    assert client.stats.api_total == 12_345

@@ -1,0 +1,34 @@
+"""The client, sender-side and emulator packages import nothing from Airflow: they test and run without it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "airflow_provider_mdca.client",
+        "airflow_provider_mdca.errors",
+        "airflow_provider_mdca.services",
+        "airflow_provider_mdca.emulator",
+        "airflow_provider_mdca.emulator.process",
+    ],
+)
+def test_module_imports_no_airflow(module):
+    code = (
+        f"import sys, {module}\n"
+        "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
+        "print(leaked)\n"
+        "raise SystemExit(1 if leaked else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{module} imported Airflow: {result.stdout}{result.stderr}"
+
+
+def test_provider_info_loads_without_airflow():
+    code = "import sys, airflow_provider_mdca as p; p.get_provider_info(); raise SystemExit('airflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120, check=False).returncode == 0
