@@ -47,6 +47,7 @@ format: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_fetch.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/bench_ship.py
 
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml requirements/airflow3.in --extra test --extra dev --universal \

@@ -15,7 +15,12 @@ def get_provider_info() -> dict[str, Any]:
     Keep it importable without Airflow and without side effects: one invalid provider breaks every
     ``airflow`` command.
     """
-    from airflow_provider_mdca.connection_fields import MDCA_CONN_FIELDS, MDCA_UI_FIELD_BEHAVIOUR
+    from airflow_provider_mdca.connection_fields import (
+        DEVO_CONN_FIELDS,
+        DEVO_UI_FIELD_BEHAVIOUR,
+        MDCA_CONN_FIELDS,
+        MDCA_UI_FIELD_BEHAVIOUR,
+    )
 
     return {
         "package-name": "airflow-provider-mdca",
@@ -28,13 +33,19 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Microsoft Defender for Cloud Apps",
                 "external-doc-url": "https://learn.microsoft.com/en-us/defender-cloud-apps/api-introduction",
                 "tags": ["security"],
-            }
+            },
+            {
+                "integration-name": "Devo",
+                "external-doc-url": "https://docs.devo.com/space/latest/94652410/Sending+data+to+Devo",
+                "tags": ["security"],
+            },
         ],
         "hooks": [
             {
                 "integration-name": "Microsoft Defender for Cloud Apps",
                 "python-modules": ["airflow_provider_mdca.hooks.mdca"],
-            }
+            },
+            {"integration-name": "Devo", "python-modules": ["airflow_provider_mdca.hooks.devo"]},
         ],
         "connection-types": [
             {
@@ -43,6 +54,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Microsoft Defender for Cloud Apps",
                 "conn-fields": MDCA_CONN_FIELDS,
                 "ui-field-behaviour": MDCA_UI_FIELD_BEHAVIOUR,
-            }
+            },
+            {
+                "connection-type": "devo",
+                "hook-class-name": "airflow_provider_mdca.hooks.devo.DevoHook",
+                "hook-name": "Devo",
+                "conn-fields": DEVO_CONN_FIELDS,
+                "ui-field-behaviour": DEVO_UI_FIELD_BEHAVIOUR,
+            },
         ],
     }

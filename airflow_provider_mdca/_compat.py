@@ -10,13 +10,14 @@ from airflow import __version__ as AIRFLOW_VERSION
 AIRFLOW_V3 = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
 
 if AIRFLOW_V3:
-    from airflow.sdk import BaseHook
+    from airflow.sdk import BaseHook, Variable
 else:  # pragma: no cover - exercised by the Airflow 2.11 test run
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
+    from airflow.models import Variable  # type: ignore[assignment,no-redef,unused-ignore]
 
 try:
     from airflow.sdk.log import mask_secret
 except ImportError:  # pragma: no cover - Airflow 2.11
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
-__all__ = ["AIRFLOW_V3", "AIRFLOW_VERSION", "BaseHook", "mask_secret"]
+__all__ = ["AIRFLOW_V3", "AIRFLOW_VERSION", "BaseHook", "Variable", "mask_secret"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MDCA_CONN_FIELDS", "MDCA_UI_FIELD_BEHAVIOUR"]
+__all__ = ["DEVO_CONN_FIELDS", "DEVO_UI_FIELD_BEHAVIOUR", "MDCA_CONN_FIELDS", "MDCA_UI_FIELD_BEHAVIOUR"]
 
 MDCA_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "tenant_id": {
@@ -58,5 +58,61 @@ MDCA_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "verify": "true",
         "requests_per_minute": "30",
         "timeout": "120",
+    },
+}
+
+DEVO_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "transport": {
+        "label": "Transport",
+        "description": "tls: syslog over mutual TLS to the domain's relay (Devo's recommended way in); "
+        "http: the HTTP ingestion API.",
+        "schema": {"type": ["string", "null"], "default": "tls", "enum": ["tls", "http"]},
+    },
+    "cert": {
+        "label": "Client certificate",
+        "description": "tls: the domain's X.509 certificate, PEM text or a file path.",
+        "schema": {"type": ["string", "null"], "format": "multiline"},
+    },
+    "key": {
+        "label": "Client key",
+        "description": "tls: the certificate's private key, PEM text or a file path.",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "chain": {
+        "label": "CA chain",
+        "description": "tls: the CA chain that signs the relay's certificate (system CAs when empty).",
+        "schema": {"type": ["string", "null"], "format": "multiline"},
+    },
+    "domain": {
+        "label": "Devo domain",
+        "description": "http: the Devo domain the token belongs to.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "hostname": {
+        "label": "Sender hostname",
+        "description": "The hostname Devo records for these events (default: this machine's name).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "verify": {
+        "label": "TLS verification (http)",
+        "description": "http: true (system CAs, or REQUESTS_CA_BUNDLE) or a CA bundle path. TLS is always verified.",
+        "schema": {"type": ["string", "null"], "default": "true"},
+    },
+    "batch_bytes": {
+        "label": "Batch size (bytes)",
+        "description": "Events per request or connection, by size; default 8 MB (the HTTP API allows 32 MB).",
+        "schema": {"type": ["integer", "null"], "default": 8388608},
+    },
+}
+
+DEVO_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "login"],
+    "relabeling": {"host": "Relay host or HTTP endpoint", "password": "HTTP ingestion token"},
+    "placeholders": {
+        "host": "collector-us.devo.io (tls) or https://http-us.devo.io (http)",
+        "port": "443",
+        "password": "http only",
+        "transport": "tls",
+        "domain": "mydomain",
     },
 }

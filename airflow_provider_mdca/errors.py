@@ -8,8 +8,12 @@ Devo's users already know these codes from the collector this provider replaces,
     ├── SetupError         100-103    authentication: 100 not pullable with these credentials,
     │                                 101 refreshed but still rejected, 102 not allowed to get a token,
     │                                 103 unexpected error while authenticating
-    └── PullError          300-305    retrieval: 300 unexpected (network, TLS, no progress), 301 bad filters,
-                                      302 HTTP 401, 303 HTTP 403, 304 HTTP 404, 305 unexpected status
+    ├── PullError          300-305    retrieval: 300 unexpected (network, TLS, no progress), 301 bad filters,
+    │                                 302 HTTP 401, 303 HTTP 403, 304 HTTP 404, 305 unexpected status
+    └── DeliveryError      500-505    delivery to Devo (this provider's own range): 500 unexpected,
+                                      501 retries exhausted, 502 credentials refused (HTTP token, client
+                                      certificate), 503 the relay's certificate is not trusted, 504 Devo
+                                      rejected the payload, 505 an event cannot be serialised
 
 Every error names the service and the window it happened in, carries a sanitised URL and a cut, redacted
 response body, and pickles (Airflow ships exceptions between processes). No secret ever reaches the message:
@@ -23,6 +27,7 @@ from typing import Any, ClassVar
 from airflow_provider_mdca.redaction import cut, redact_text, sanitize_url
 
 __all__ = [
+    "DeliveryError",
     "InitVariablesError",
     "MdcaProviderError",
     "PullError",
@@ -49,6 +54,12 @@ _MESSAGES: dict[int, str] = {
     "registration -> select the register app -> API Permission).",
     304: "The resource requested is not found.",
     305: "Unexpected error occurred at the Microsoft Defender for Cloud Apps server.",
+    500: "Unexpected error while delivering events to Devo.",
+    501: "Events could not be delivered to Devo after all retries.",
+    502: "Devo refused the credentials.",
+    503: "The Devo endpoint's TLS certificate is not trusted; nothing was sent.",
+    504: "Devo rejected the events.",
+    505: "An event could not be serialised for Devo.",
 }
 
 
@@ -147,3 +158,38 @@ class PullError(MdcaProviderError):
 
     kind = "PullError"
     codes = frozenset({300, 301, 302, 303, 304, 305})
+
+
+class DeliveryError(MdcaProviderError):
+    """Delivering to Devo failed: codes 500-505, this provider's own range.
+
+    Besides the common fields it says which Devo tag, which batch, how many events were delivered before the
+    failure and how many were not (the failed batch; the rest of the stream was not read).
+    """
+
+    kind = "DeliveryError"
+    codes = frozenset({500, 501, 502, 503, 504, 505})
+
+    def __init__(
+        self,
+        code: int,
+        detail: str = "",
+        *,
+        tag: str | None = None,
+        batch: int | None = None,
+        delivered: int = 0,
+        undelivered: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.tag = tag
+        self.batch = batch
+        self.delivered = delivered
+        self.undelivered = undelivered
+        super().__init__(code, detail, **kwargs)
+
+    def _render(self) -> str:
+        text = super()._render()
+        if self.tag is None:
+            return text
+        where = f"tag={self.tag}" + (f", batch {self.batch}" if self.batch is not None else "")
+        return f"{text} [{where}: {self.delivered} events delivered, {self.undelivered} not delivered]"

@@ -13,11 +13,21 @@ secrets are in play, and a secret must never leak because the wrong object was a
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "cut", "redact_mapping", "redact_text", "register_secret", "sanitize_url"]
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "cut",
+    "install_log_redaction",
+    "redact_mapping",
+    "redact_text",
+    "register_secret",
+    "sanitize_url",
+]
 
 MASK = "***"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
@@ -111,3 +121,29 @@ def cut(text: str, limit: int = 500) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in a record's message before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_FILTERED_LOGGERS: set[str] = set()
+
+
+def install_log_redaction(*logger_names: str) -> None:
+    """Mask secrets in third-party loggers we do not control (idempotent).
+
+    urllib3 logs every request line at DEBUG, and Devo's HTTP API carries its token in the URL path.
+    """
+    with _lock:
+        for name in logger_names:
+            if name not in _FILTERED_LOGGERS:
+                logging.getLogger(name).addFilter(RedactingFilter())
+                _FILTERED_LOGGERS.add(name)

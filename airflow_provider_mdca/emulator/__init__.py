@@ -8,6 +8,7 @@ Nothing here imports Airflow. The pieces, one concern each:
 * :mod:`.state` — :class:`TenantConfig` (every knob, JSON round-trip) and the live, thread-safe tenant state.
 * :mod:`.entra`, :mod:`.mdca`, :mod:`.admin` — the API logic, each returning a :class:`~.reply.Reply`.
 * :mod:`.server` — :class:`EmulatorServer`, the HTTPS listener that routes to them.
+* :mod:`.devo` — :class:`DevoEmulator`: Devo's TLS syslog relay and HTTP ingestion API, storing NDJSON per tag.
 * ``python -m airflow_provider_mdca.emulator`` / ``mdca-emulator`` — the command line.
 * ``python -m airflow_provider_mdca.emulator.benchmark`` — scan-mode throughput (not a test).
 """
@@ -16,6 +17,10 @@ from __future__ import annotations
 
 from airflow_provider_mdca.emulator.data import SERVICES, Rate, Segment
 from airflow_provider_mdca.emulator.demo import demo_tenant
+from airflow_provider_mdca.emulator.devo import DevoEmulator
+from airflow_provider_mdca.emulator.devo_faults import HTTP_FAULTS as DEVO_HTTP_FAULTS
+from airflow_provider_mdca.emulator.devo_faults import DevoFaults, DevoFaultSettings
+from airflow_provider_mdca.emulator.devo_store import DevoStore
 from airflow_provider_mdca.emulator.entra import MDCA_SCOPE
 from airflow_provider_mdca.emulator.server import EmulatorServer
 from airflow_provider_mdca.emulator.state import (
@@ -29,11 +34,16 @@ from airflow_provider_mdca.emulator.state import (
 from airflow_provider_mdca.emulator.tls import CertificateAuthority
 
 __all__ = [
+    "DEVO_HTTP_FAULTS",
     "FAULT_NAMES",
     "MDCA_SCOPE",
     "RETRY_AFTER_STYLES",
     "SERVICES",
     "CertificateAuthority",
+    "DevoEmulator",
+    "DevoFaultSettings",
+    "DevoFaults",
+    "DevoStore",
     "EmulatorServer",
     "Rate",
     "Segment",

@@ -4,12 +4,18 @@ On start it writes ``<state-dir>/emulator.json`` (mode 0600: it holds the tenant
 same JSON as one line on stdout, so a parent process can read one line and connect::
 
     {"base_url": ..., "token_url": ..., "ca_bundle": ..., "admin_url": ...,
-     "tenants": [{"tenant_id", "mdca_url", "client_id", "client_secret", "files_access_token"}]}
+     "tenants": [{"tenant_id", "mdca_url", "client_id", "client_secret", "files_access_token"}],
+     "devo": {"relay_host", "relay_port", "http_url", "admin_url", "domain", "token", "ca_bundle",
+              "client_cert", "client_key", "store_dir"}}
+
+The Devo relay and HTTP ingestion emulator (``devo.py``) runs beside the MDCA one with the same CA; ``--no-devo``
+leaves it out (and the ``devo`` key with it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from airflow_provider_mdca.emulator.demo import demo_tenant
+from airflow_provider_mdca.emulator.devo import DEFAULT_DOMAIN, DevoEmulator
 from airflow_provider_mdca.emulator.server import LOOPBACK, EmulatorServer
 from airflow_provider_mdca.emulator.state import TenantConfig
 
@@ -39,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="JSON file: one TenantConfig object or a list of them")
     parser.add_argument("--seed", type=int, help="seed for tenants whose config sets none (default 0)")
     parser.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
+    devo = parser.add_argument_group("Devo relay and HTTP ingestion emulator")
+    devo.add_argument("--no-devo", action="store_true", help="do not start the Devo emulator")
+    devo.add_argument("--devo-domain", default=DEFAULT_DOMAIN, help=f"Devo domain (default {DEFAULT_DOMAIN})")
+    devo.add_argument("--devo-relay-port", type=int, default=0, help="TLS relay port (0: any free port)")
+    devo.add_argument("--devo-http-port", type=int, default=0, help="HTTP ingestion port (0: any free port)")
+    devo.add_argument("--devo-store-dir", type=Path, help="NDJSON per tag (default: <state-dir>/devo-store)")
     return parser
 
 
@@ -48,6 +61,20 @@ def load_tenants(path: Path, seed: int | None) -> list[TenantConfig]:
     items = raw if isinstance(raw, list) else [raw]
     defaults = {} if seed is None else {"seed": seed}
     return [TenantConfig.from_dict({**defaults, **item}) for item in items]
+
+
+def _devo(args: argparse.Namespace, server: EmulatorServer) -> contextlib.AbstractContextManager[DevoEmulator | None]:
+    """The Devo emulator to run beside `server` (sharing its CA), or nothing with ``--no-devo``."""
+    if args.no_devo:
+        return contextlib.nullcontext()
+    return DevoEmulator(
+        server.state_dir,
+        domain=args.devo_domain,
+        store_dir=args.devo_store_dir,
+        relay_port=args.devo_relay_port,
+        http_port=args.devo_http_port,
+        ca=server.ca,
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -70,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         tenants = load_tenants(args.config, args.seed) if args.config else [demo_tenant(seed=args.seed or 0)]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         parser.error(f"bad --config: {exc}")
+    if not args.devo_domain or "/" in args.devo_domain:
+        parser.error("--devo-domain must be non-empty and contain no '/'")
 
     stopping = threading.Event()
 
@@ -78,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with EmulatorServer(state_dir, args.port, tenants) as server:
+    with EmulatorServer(state_dir, args.port, tenants) as server, _devo(args, server) as devo:
         info = server.describe()
+        if devo is not None:
+            info["devo"] = devo.describe()
         text = json.dumps(info)
         _write_private(state_dir / "emulator.json", text + "\n")
         print(text, flush=True)

@@ -10,6 +10,7 @@ from airflow_provider_mdca._compat import BaseHook, mask_secret
 from airflow_provider_mdca.client import FetchStats, MdcaClient, MdcaConfig
 from airflow_provider_mdca.connection_fields import MDCA_CONN_FIELDS, MDCA_UI_FIELD_BEHAVIOUR
 from airflow_provider_mdca.errors import MdcaProviderError
+from airflow_provider_mdca.hooks._forms import field_behaviour, form_widgets
 from airflow_provider_mdca.services import SERVICES, AuthKind
 
 __all__ = ["MdcaHook"]
@@ -96,23 +97,9 @@ class MdcaHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra form fields for Airflow 2.11 (Airflow >= 3.2 reads ``conn-fields`` from the provider info)."""
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import PasswordField, StringField
-
-        widgets: dict[str, Any] = {}
-        for name, spec in MDCA_CONN_FIELDS.items():
-            secret = spec["schema"].get("format") == "password"
-            field_class = PasswordField if secret else StringField
-            widget = BS3PasswordFieldWidget() if secret else BS3TextFieldWidget()
-            widgets[name] = field_class(lazy_gettext(spec["label"]), widget=widget, description=spec["description"])
-        return widgets
+        return form_widgets(MDCA_CONN_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Relabel and hide the standard fields (Airflow 2.11's form)."""
-        return {
-            "hidden_fields": MDCA_UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": MDCA_UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": MDCA_UI_FIELD_BEHAVIOUR["placeholders"],
-        }
+        return field_behaviour(MDCA_UI_FIELD_BEHAVIOUR)

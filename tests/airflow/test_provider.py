@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 import airflow
 import jsonschema
+import pytest
 
 from airflow_provider_mdca import __version__, get_provider_info
 from airflow_provider_mdca._compat import AIRFLOW_V3
+from airflow_provider_mdca.hooks.devo import DevoHook
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
@@ -30,9 +34,9 @@ def test_provider_info_matches_airflows_own_schema():
 def test_ui_field_behaviour_matches_the_form_schema():
     path = AIRFLOW_DIR / "customized_form_field_behaviours.schema.json"
     schema = json.loads(path.read_text())
-    behaviour = MdcaHook.get_ui_field_behaviour()
-    jsonschema.validate(behaviour, schema)
-    assert behaviour["relabeling"]["host"] == "API base URL"
+    for hook_class in (MdcaHook, DevoHook):
+        jsonschema.validate(hook_class.get_ui_field_behaviour(), schema)
+    assert MdcaHook.get_ui_field_behaviour()["relabeling"]["host"] == "API base URL"
 
 
 def test_package_name_is_the_distribution_name():
@@ -42,6 +46,11 @@ def test_package_name_is_the_distribution_name():
     entry_points = [ep for ep in dist.entry_points if ep.group == "apache_airflow_provider"]
     assert [ep.value for ep in entry_points] == ["airflow_provider_mdca:get_provider_info"]
     assert get_provider_info()["package-name"] == dist.metadata["Name"]
+
+
+def import_string(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(import_module(module), name)
 
 
 def _hooks_registry() -> object:
@@ -54,32 +63,43 @@ def _hooks_registry() -> object:
     return ProvidersManager()
 
 
-def test_providers_manager_loads_the_hook_and_form_fields():
+HOOKS = {
+    "mdca": ("airflow_provider_mdca.hooks.mdca.MdcaHook", "mdca_conn_id"),
+    "devo": (
+        "airflow_provider_mdca.hooks.devo.DevoHook",
+        "devo_conn_id",
+    ),
+}
+
+
+@pytest.mark.parametrize("conn_type", sorted(HOOKS))
+def test_providers_manager_loads_the_hook_and_form_fields(conn_type):
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
     assert "airflow-provider-mdca" in manager.providers
-    hook = _hooks_registry().hooks["mdca"]  # type: ignore[attr-defined]
-    assert hook is not None
-    assert hook.hook_class_name == "airflow_provider_mdca.hooks.mdca.MdcaHook"
-    assert hook.connection_id_attribute_name == "mdca_conn_id"
-    widgets = manager.connection_form_widgets
-    assert {"extra__mdca__tenant_id", "extra__mdca__files_access_token"} <= set(widgets)
-    assert manager.field_behaviours["mdca"]["relabeling"]["login"] == "Client ID"
+    hook = _hooks_registry().hooks[conn_type]  # type: ignore[attr-defined]
+    assert hook is not None, f"Airflow could not import the {conn_type} hook"
+    assert (hook.hook_class_name, hook.connection_id_attribute_name) == HOOKS[conn_type]
+    assert manager.field_behaviours[conn_type]["relabeling"]["host"]
 
 
-def test_form_fields_come_from_one_source_on_each_airflow_line():
-    conn_fields = get_provider_info()["connection-types"][0]["conn-fields"]
+@pytest.mark.parametrize("conn_type", sorted(HOOKS))
+def test_form_fields_come_from_one_source_on_each_airflow_line(conn_type):
+    spec = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
     if AIRFLOW_V3:
         # Airflow >= 3.2 builds the form from conn-fields and never calls the hook's classmethods.
         from airflow.providers_manager import ProvidersManager
 
         widgets = ProvidersManager().connection_form_widgets
-        mdca = {name.removeprefix("extra__mdca__") for name in widgets if name.startswith("extra__mdca__")}
-        assert mdca == set(conn_fields)
-        assert widgets["extra__mdca__files_access_token"].is_sensitive
+        prefix = f"extra__{conn_type}__"
+        assert {name.removeprefix(prefix) for name in widgets if name.startswith(prefix)} == set(spec["conn-fields"])
+        secret = "extra__mdca__files_access_token" if conn_type == "mdca" else "extra__devo__key"
+        assert widgets[secret].is_sensitive
     else:
-        assert set(MdcaHook.get_connection_form_widgets()) == set(conn_fields)
+        hook_class = import_string(HOOKS[conn_type][0])
+        assert set(hook_class.get_connection_form_widgets()) == set(spec["conn-fields"])
+        assert hook_class.get_ui_field_behaviour()["hidden_fields"] == spec["ui-field-behaviour"]["hidden-fields"]
 
 
 def test_airflow_providers_list_shows_the_provider():

@@ -16,6 +16,9 @@ import pytest
         "airflow_provider_mdca.services",
         "airflow_provider_mdca.emulator",
         "airflow_provider_mdca.emulator.process",
+        "airflow_provider_mdca.devo",
+        "airflow_provider_mdca.transforms.flatten",
+        "airflow_provider_mdca.transforms.obfuscate",
     ],
 )
 def test_module_imports_no_airflow(module):

@@ -1,0 +1,92 @@
+"""Devo's HTTP ingestion API: ``POST <endpoint>/stream/<domain>/token!<token>/<hostname>/<tag>``, gzip.
+
+200 means received. 401/403 are credential problems (never retried, the token never shown); 429 and 5xx
+and connection failures are retried; other 4xx mean Devo rejected the payload.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+import requests
+
+from airflow_provider_mdca.client.auth import is_tls_verification_error
+from airflow_provider_mdca.client.transport import parse_retry_after
+from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.devo.sender import RetryableDeliveryError, Sender
+from airflow_provider_mdca.errors import DeliveryError
+from airflow_provider_mdca.redaction import install_log_redaction, register_secret
+
+__all__ = ["HttpStreamSender"]
+
+
+class HttpStreamSender(Sender):
+    """One gzip POST per batch to the ``/stream`` endpoint."""
+
+    transport = "http"
+
+    def __init__(self, config: DevoConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(config, sleep=sleep)
+        assert config.token and config.domain
+        register_secret(config.token)
+        install_log_redaction("urllib3.connectionpool")
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = "airflow-provider-mdca"
+
+    def _url(self, tag: str) -> str:
+        cfg = self.config
+        assert cfg.token and cfg.domain
+        return f"{cfg.host}/stream/{quote(cfg.domain)}/token!{quote(cfg.token)}/{quote(cfg.hostname)}/{quote(tag)}"
+
+    def endpoint_for_errors(self, tag: str) -> str:
+        return f"{self.config.host}/stream/{self.config.domain}/token!***/{self.config.hostname}/{tag}"
+
+    def _deliver(self, tag: str, batch: list[bytes]) -> int:
+        body = gzip.compress(b"\n".join(batch) + b"\n", compresslevel=1)
+        self._post(self._url(tag), body, tag)
+        return len(body)
+
+    def _post(self, url: str, body: bytes, tag: str) -> requests.Response:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+        try:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session-level verify path.
+            response = self._session.post(
+                url, data=body, headers=headers, timeout=self.config.timeout, verify=self.config.verify
+            )
+        except requests.RequestException as exc:
+            if is_tls_verification_error(exc):
+                raise DeliveryError(
+                    503,
+                    "certificate verification failed",
+                    url=self.endpoint_for_errors(tag),
+                    remedy="set the connection's extra.verify to the CA bundle that signs the endpoint's certificate",
+                ) from None
+            raise RetryableDeliveryError(f"{exc.__class__.__name__}") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        if status in (401, 403):
+            raise DeliveryError(
+                502,
+                "the HTTP ingestion token was refused",
+                status=status,
+                body=response.text,
+                url=self.endpoint_for_errors(tag),
+                remedy="check the connection's password (an HTTP ingestion token bound to this table) and extra.domain",
+            )
+        if status == 429:
+            raise RetryableDeliveryError("HTTP 429", wait=parse_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            raise RetryableDeliveryError(f"HTTP {status}")
+        raise DeliveryError(504, "", status=status, body=response.text, url=self.endpoint_for_errors(tag))
+
+    def test(self) -> str:
+        # An authenticated request that stores nothing: an empty body to a probe tag.
+        self._post(self._url("test.keep.free"), gzip.compress(b""), "test.keep.free")
+        return f"authenticated HTTP call to {self.config.host} for domain {self.config.domain}"
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,346 @@
+"""Alert flattening: one Devo event per combination of an alert's related entities.
+
+This is the Devo MDCA collector's "flattening preprocessing" for the alerts service, made exact where
+its documentation is silent. The documented rule: take the base event, add ``related_<type>s`` (how many
+entities of each type), and emit one event per combination of one entity of each type, each entity key
+prefixed ``<type>_``. The number of events is the product of the group sizes.
+
+Field names, for an entity group of type ``<type>`` (the type is used as given, ``policyRule`` stays
+``policyRule``):
+
+- ``related_<type>s``: the group's size, on every event (:func:`count_field`);
+- ``<type>_<key>``: a key of the one entity of that type this event stands for (:func:`entity_field`);
+- ``<type>_entities``: the whole group as one list, for a group that is not multiplied
+  (``should_flatten: false``) (:func:`list_field`). ``<type>s`` was not chosen: it reads like the count
+  and is a plausible alert key of its own.
+
+Where the documented formula would lose data, this module does not:
+
+- an empty group (``value: []``) would multiply the event count by zero. It contributes
+  ``related_<type>s: 0`` and is not multiplied: an alert is never lost.
+- ``should_flatten: false``: the group is not multiplied; it contributes its count and its list.
+
+Key collisions. Fields are written in a fixed order and a later field never overwrites an earlier one:
+base event fields first (the alert's own data always keeps its name), then the counts, then the
+``<type>_entities`` lists, then the prefixed entity keys, each in argument order. A derived name that is
+already taken moves to ``entity_<name>``, then ``entity_<name>_2``, ``entity_<name>_3``... So an alert that
+already has ``user_name`` keeps it, and a user entity's ``name`` lands in ``entity_user_name``: nothing is
+overwritten, nothing is dropped.
+
+>>> flatten_event(
+...     {"_id": "a1", "user_name": "from the alert"},
+...     [{"type": "user", "should_flatten": True, "value": [{"name": "from the entity"}]}],
+... )
+[{'_id': 'a1', 'user_name': 'from the alert', 'related_users': 1, 'entity_user_name': 'from the entity'}]
+
+Copies. Every returned event is independent of the inputs and of the other events: values that could be
+shared mutably (lists, dicts) are deep-copied into each event; strings, numbers, booleans and ``None`` are
+immutable and shared as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "CAPPED_FIELD",
+    "COMBINATIONS_FIELD",
+    "DEFAULT_MAX_EVENTS",
+    "UNKNOWN_TYPE",
+    "FlattenStats",
+    "count_field",
+    "entity_field",
+    "flatten_alert",
+    "flatten_alerts",
+    "flatten_event",
+    "list_field",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The group of alert entities that carry no ``type``.
+UNKNOWN_TYPE = "unknown"
+#: Marker on an alert emitted unexpanded because its combinations exceed ``max_events``.
+CAPPED_FIELD = "flatten_capped"
+#: On a capped alert: how many events full flattening would have produced.
+COMBINATIONS_FIELD = "flatten_combinations"
+DEFAULT_MAX_EVENTS = 1000
+
+_COLLISION_PREFIX = "entity_"
+# Immutable JSON leaves: safe to share between events without copying.
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+Event = dict[str, Any]
+
+
+def count_field(entity_type: str) -> str:
+    """The field holding how many entities of ``entity_type`` an alert has.
+
+    >>> count_field("user"), count_field("policyRule")
+    ('related_users', 'related_policyRules')
+    """
+    return f"related_{entity_type}s"
+
+
+def entity_field(entity_type: str, key: str) -> str:
+    """The field holding ``key`` of the entity of ``entity_type`` an event stands for.
+
+    >>> entity_field("domain", "name"), entity_field("policyRule", "id")
+    ('domain_name', 'policyRule_id')
+    """
+    return f"{entity_type}_{key}"
+
+
+def list_field(entity_type: str) -> str:
+    """The field holding a whole group of entities that is not multiplied (``should_flatten: false``).
+
+    >>> list_field("file")
+    'file_entities'
+    """
+    return f"{entity_type}_entities"
+
+
+@dataclass
+class FlattenStats:
+    """What one :func:`flatten_alerts` run did. All counters start at zero."""
+
+    alerts_in: int = 0
+    events_out: int = 0
+    #: Alerts emitted once, unexpanded, because their combinations exceeded ``max_events``.
+    capped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """A plain dict (JSON-serialisable) of the counters."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One validated argument. ``entities`` are the caller's dicts: read, never written."""
+
+    type: str
+    should_flatten: bool
+    entities: list[dict[str, Any]] = field(repr=False)
+
+    @property
+    def multiplies(self) -> bool:
+        # An empty group would multiply the event count by zero: it never multiplies.
+        return self.should_flatten and bool(self.entities)
+
+
+def flatten_event(base_event: dict[str, Any], args: Sequence[Mapping[str, Any]]) -> list[Event]:
+    """The seed collector's flattening rule: one event per combination of one entity from each group.
+
+    Each arg is ``{"type": str, "should_flatten": bool, "value": [dict, ...]}`` (``should_flatten`` may be
+    left out and means ``True``). Combinations come in :func:`itertools.product` order: the first arg varies
+    slowest. See the module docstring for field names, empty groups, ``should_flatten: false`` and collisions.
+    Inputs are never mutated.
+
+    >>> domains = {"type": "domain", "should_flatten": True, "value": [{"id": 1}, {"id": 2}]}
+    >>> users = {"type": "user", "should_flatten": True, "value": [{"id": 7}, {"id": 8}, {"id": 9}]}
+    >>> [(e["domain_id"], e["user_id"]) for e in flatten_event({"id": "a"}, [domains, users])]
+    [(1, 7), (1, 8), (1, 9), (2, 7), (2, 8), (2, 9)]
+    >>> files = {"type": "file", "should_flatten": False, "value": [{"id": "f1"}, {"id": "f2"}]}
+    >>> flatten_event({"id": "a"}, [files, {"type": "ip", "value": []}])
+    [{'id': 'a', 'related_files': 2, 'related_ips': 0, 'file_entities': [{'id': 'f1'}, {'id': 'f2'}]}]
+
+    :raises ValueError: ``base_event`` is not a dict, or an arg is malformed (the message names its index).
+    """
+    if not isinstance(base_event, dict):
+        raise ValueError(f"base_event must be a dict, got {type(base_event).__name__}")
+    return list(_combine(base_event, _validate_args(args)))
+
+
+def flatten_alert(alert: dict[str, Any], *, max_events: int = DEFAULT_MAX_EVENTS) -> list[Event]:
+    """Flatten one MDCA alert by the types of its ``entities``.
+
+    Entities are grouped by ``type`` in first-seen order (entities without a type, or with an empty one,
+    form the group ``unknown``); ``type`` itself is not copied into the fields, every other key is, ids
+    keep their int or str type. The base event is the alert without ``entities``.
+
+    An alert without entities (missing, ``None`` or ``[]``) is exactly one event: the alert minus
+    ``entities``, with no zero counts added (there is no type to count). An alert whose combinations exceed
+    ``max_events`` is emitted once, unexpanded: the alert with its ``entities`` kept, the counts, and
+    ``flatten_capped: True`` plus ``flatten_combinations``; a warning names the alert. Never dropped, never
+    millions of events.
+
+    >>> alert = {"_id": "a1", "entities": [{"type": "user", "id": "u1"}, {"type": "service", "id": 11161}]}
+    >>> flatten_alert(alert)
+    [{'_id': 'a1', 'related_users': 1, 'related_services': 1, 'user_id': 'u1', 'service_id': 11161}]
+    >>> flatten_alert({"_id": "a2", "entities": []})
+    [{'_id': 'a2'}]
+    >>> many = {"_id": "a3", "entities": [{"type": "ip", "id": n} for n in range(3)]}
+    >>> capped = flatten_alert(many, max_events=2)
+    >>> capped[0]["related_ips"], capped[0]["flatten_capped"], capped[0]["flatten_combinations"], len(capped)
+    (3, True, 3, 1)
+
+    :raises ValueError: ``alert`` is not a dict, ``entities`` is neither a list nor ``None``, an entity is
+        not a dict (MDCA always sends a list of objects: a broken contract should be seen, not reshaped),
+        or ``max_events`` is not a positive int.
+    """
+    events, _capped = _expand_alert(alert, max_events)
+    return list(events)
+
+
+def flatten_alerts(
+    alerts: Iterable[dict[str, Any]],
+    *,
+    max_events: int = DEFAULT_MAX_EVENTS,
+    stats: FlattenStats | None = None,
+) -> Iterator[Event]:
+    """Stream :func:`flatten_alert` over ``alerts``, one event at a time, updating ``stats`` as it goes.
+
+    ``max_events`` is checked now, not at the first ``next()``: a misconfigured task fails before fetching.
+
+    >>> stats = FlattenStats()
+    >>> alerts = [{"_id": "a"}, {"_id": "b", "entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 2}]}]
+    >>> [e.get("ip_id") for e in flatten_alerts(alerts, stats=stats)]
+    [None, 1, 2]
+    >>> stats
+    FlattenStats(alerts_in=2, events_out=3, capped=0)
+    """
+    _check_max_events(max_events)
+    return _stream(alerts, max_events, FlattenStats() if stats is None else stats)
+
+
+def _stream(alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenStats) -> Iterator[Event]:
+    for alert in alerts:
+        stats.alerts_in += 1
+        events, capped = _expand_alert(alert, max_events)
+        stats.capped += capped
+        for event in events:
+            stats.events_out += 1
+            yield event
+
+
+def _expand_alert(alert: dict[str, Any], max_events: int) -> tuple[Iterator[Event], bool]:
+    """The alert's events (lazily, so a stream never holds one alert's thousand events) and whether capped."""
+    _check_max_events(max_events)
+    if not isinstance(alert, dict):
+        raise ValueError(f"an alert must be a dict, got {type(alert).__name__}")
+    groups = _group_entities(alert)
+    base = {key: value for key, value in alert.items() if key != "entities"}
+    combinations = math.prod(len(group.entities) for group in groups)
+    if combinations <= max_events:
+        return _combine(base, groups), False
+    logger.warning(
+        "alert %s: %d entity combinations exceed max_events=%d; emitted once unexpanded with %s=true",
+        alert.get("_id", "?"),
+        combinations,
+        max_events,
+        CAPPED_FIELD,
+    )
+    return iter([_capped_event(alert, groups, combinations)]), True
+
+
+def _capped_event(alert: dict[str, Any], groups: list[_Group], combinations: int) -> Event:
+    # The whole alert, entities included, so no entity is lost; the counts keep it searchable like the others.
+    event = {key: _copy(value) for key, value in alert.items()}
+    for group in groups:
+        _place(event, count_field(group.type), len(group.entities))
+    _place(event, CAPPED_FIELD, True)
+    _place(event, COMBINATIONS_FIELD, combinations)
+    return event
+
+
+def _group_entities(alert: dict[str, Any]) -> list[_Group]:
+    entities = alert.get("entities")
+    if entities is None:
+        return []
+    if not isinstance(entities, list):
+        raise ValueError(f"alert {alert.get('_id', '?')!r}: 'entities' must be a list, got {type(entities).__name__}")
+    by_type: dict[str, list[dict[str, Any]]] = {}  # dicts keep insertion order: types stay in first-seen order
+    for index, entity in enumerate(entities):
+        if not isinstance(entity, dict):
+            raise ValueError(
+                f"alert {alert.get('_id', '?')!r}: entities[{index}] must be a dict, got {type(entity).__name__}"
+            )
+        raw_type = entity.get("type")
+        entity_type = UNKNOWN_TYPE if raw_type is None or raw_type == "" else str(raw_type)
+        by_type.setdefault(entity_type, []).append({key: value for key, value in entity.items() if key != "type"})
+    return [_Group(entity_type, True, members) for entity_type, members in by_type.items()]
+
+
+def _validate_args(args: Sequence[Mapping[str, Any]]) -> list[_Group]:
+    if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Sequence):
+        raise ValueError(f"args must be a sequence of dicts, got {type(args).__name__}")
+    return [_validate_arg(index, arg) for index, arg in enumerate(args)]
+
+
+def _validate_arg(index: int, arg: Mapping[str, Any]) -> _Group:
+    where = f"args[{index}]"
+    if not isinstance(arg, Mapping):
+        raise ValueError(f"{where} must be a dict, got {type(arg).__name__}")
+    entity_type = arg.get("type")
+    if not isinstance(entity_type, str) or not entity_type:
+        raise ValueError(f"{where}: 'type' must be a non-empty str, got {type(entity_type).__name__}")
+    should_flatten = arg.get("should_flatten", True)
+    if not isinstance(should_flatten, bool):
+        # A string "false" is truthy: refuse it rather than multiply what the caller meant to keep whole.
+        raise ValueError(f"{where}: 'should_flatten' must be a bool, got {type(should_flatten).__name__}")
+    value = arg.get("value")
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: 'value' must be a list of dicts, got {type(value).__name__}")
+    for position, entity in enumerate(value):
+        if not isinstance(entity, dict):
+            raise ValueError(f"{where}: 'value'[{position}] must be a dict, got {type(entity).__name__}")
+    return _Group(entity_type, should_flatten, value)
+
+
+def _combine(base: Mapping[str, Any], groups: list[_Group]) -> Iterator[Event]:
+    """One event per combination; the fields common to all of them are laid out once."""
+    common = _common_fields(base, groups)
+    multiplied = [group for group in groups if group.multiplies]
+    # product() of no groups yields one empty combination: the base event alone, never zero events.
+    for combination in itertools.product(*(group.entities for group in multiplied)):
+        event = {key: _copy(value) for key, value in common.items()}
+        for group, entity in zip(multiplied, combination, strict=True):
+            for key, value in entity.items():
+                _place(event, entity_field(group.type, str(key)), _copy(value))
+        yield event
+
+
+def _common_fields(base: Mapping[str, Any], groups: list[_Group]) -> dict[str, Any]:
+    # Holds references to the caller's values; every event copies them (see _combine).
+    common = dict(base)
+    for group in groups:
+        _place(common, count_field(group.type), len(group.entities))
+    for group in groups:
+        if not group.should_flatten:
+            _place(common, list_field(group.type), group.entities)
+    return common
+
+
+def _place(event: dict[str, Any], name: str, value: Any) -> None:
+    """Set ``name``, or the first free ``entity_<name>``, ``entity_<name>_2``... when taken: never overwrite.
+
+    >>> event = {"user_name": "alert", "entity_user_name": "alert too"}
+    >>> _place(event, "user_name", "entity")
+    >>> event
+    {'user_name': 'alert', 'entity_user_name': 'alert too', 'entity_user_name_2': 'entity'}
+    """
+    if name not in event:
+        event[name] = value
+        return
+    candidate = f"{_COLLISION_PREFIX}{name}"
+    suffix = 2
+    while candidate in event:
+        candidate = f"{_COLLISION_PREFIX}{name}_{suffix}"
+        suffix += 1
+    event[candidate] = value
+
+
+def _copy(value: Any) -> Any:
+    # Immutable leaves are shared (most alert fields): deep-copying them would only cost time.
+    return value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
+
+
+def _check_max_events(max_events: int) -> None:
+    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
+        raise ValueError(f"max_events must be a positive int, got {max_events!r}")
