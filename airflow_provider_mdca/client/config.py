@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca.errors import InitVariablesError
+from airflow_provider_mdca._conn_fields import field_error, parse_extra, parse_verify
 
 __all__ = ["DEFAULT_TOKEN_URL", "MDCA_SCOPE", "MdcaConfig"]
 
@@ -65,10 +63,8 @@ class MdcaConfig:
         Raises InitVariablesError code 1 naming the connection and the field for anything missing or malformed.
         Extra keys may carry Airflow's legacy ``extra__mdca__`` prefix.
         """
-        extras = _parse_extra(extra, conn_id)
-
-        def fail(field_name: str, reason: str) -> InitVariablesError:
-            return InitVariablesError(1, f"connection {conn_id!r} field {field_name}: {reason}")
+        extras = parse_extra(extra, conn_id)
+        fail = field_error(conn_id)
 
         def ext(name: str) -> Any:
             value = extras.get(name, extras.get(f"extra__mdca__{name}"))
@@ -117,22 +113,9 @@ class MdcaConfig:
             client_secret=password,
             token_url=token_url,
             files_access_token=files_token,
-            verify=_verify(ext("verify"), fail),
+            verify=parse_verify(ext("verify"), fail),
             **kwargs,
         )
-
-
-def _parse_extra(extra: Mapping[str, Any] | str | None, conn_id: str) -> Mapping[str, Any]:
-    if extra is None or extra == "":
-        return {}
-    if isinstance(extra, str):
-        try:
-            extra = json.loads(extra)
-        except json.JSONDecodeError as exc:
-            raise InitVariablesError(1, f"connection {conn_id!r} field extra: not valid JSON ({exc.msg})") from None
-    if not isinstance(extra, Mapping):
-        raise InitVariablesError(1, f"connection {conn_id!r} field extra: must be a JSON object")
-    return extra
 
 
 def _https_url(value: str, name: str, fail: Any) -> str:
@@ -153,21 +136,3 @@ def _number(value: Any, name: str, minimum: float, fail: Any) -> float:
     if number <= minimum:
         raise fail(name, f"must be greater than {minimum:g}, got {value!r}")
     return number
-
-
-def _verify(value: Any, fail: Any) -> bool | str:
-    if value is None or value is True:
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
-        return True
-    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "0", "no")):
-        raise fail(
-            "extra.verify",
-            "false is refused: this provider always verifies TLS; set verify to the path of the CA bundle that "
-            "signs the server's certificate instead",
-        )
-    if isinstance(value, str):
-        if not Path(value).is_file():
-            raise fail("extra.verify", f"CA bundle {value!r} does not exist or is not a file")
-        return value
-    raise fail("extra.verify", f"must be true or a CA bundle path, got {value!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca.errors import InitVariablesError
+from airflow_provider_mdca._conn_fields import field_error, parse_extra, parse_verify
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DevoConfig"]
 
@@ -62,10 +61,8 @@ class DevoConfig:
         conn_id: str = "devo_default",
     ) -> DevoConfig:
         """Build and validate a config from an Airflow connection (InitVariablesError 1 naming the field)."""
-        extras = _parse_extra(extra, conn_id)
-
-        def fail(name: str, reason: str) -> InitVariablesError:
-            return InitVariablesError(1, f"connection {conn_id!r} field {name}: {reason}")
+        extras = parse_extra(extra, conn_id)
+        fail = field_error(conn_id)
 
         def ext(name: str) -> Any:
             value = extras.get(name, extras.get(f"extra__devo__{name}"))
@@ -109,22 +106,9 @@ class DevoConfig:
             token=password,
             domain=str(ext("domain")),
             hostname=_hostname(ext("hostname"), fail),
-            verify=_verify(ext("verify"), fail),
+            verify=parse_verify(ext("verify"), fail),
             **tuning,
         )
-
-
-def _parse_extra(extra: Mapping[str, Any] | str | None, conn_id: str) -> Mapping[str, Any]:
-    if extra is None or extra == "":
-        return {}
-    if isinstance(extra, str):
-        try:
-            extra = json.loads(extra)
-        except json.JSONDecodeError as exc:
-            raise InitVariablesError(1, f"connection {conn_id!r} field extra: not valid JSON ({exc.msg})") from None
-    if not isinstance(extra, Mapping):
-        raise InitVariablesError(1, f"connection {conn_id!r} field extra: must be a JSON object")
-    return extra
 
 
 def _check_pem(value: Any, name: str, fail: Any) -> None:
@@ -164,13 +148,3 @@ def _tuning(ext: Any, fail: Any) -> dict[str, Any]:
             raise fail(f"extra.{name}", f"must be between {low} and {high}, got {raw!r}")
         out[name] = value
     return out
-
-
-def _verify(value: Any, fail: Any) -> bool | str:
-    if value is None or value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes")):
-        return True
-    if value is False or (isinstance(value, str) and value.lower() in ("false", "0", "no")):
-        raise fail("extra.verify", "false is refused: TLS is always verified; give the CA bundle path instead")
-    if isinstance(value, str) and Path(value).is_file():
-        return value
-    raise fail("extra.verify", f"must be true or an existing CA bundle path, got {value!r}")
