@@ -19,12 +19,10 @@ POST     /_admin/clock                                 ``{"now_ms": n | null}``:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from airflow_provider_mdca.emulator.data import canonical_service
-from airflow_provider_mdca.emulator.reply import Reply, json_reply
+from airflow_provider_mdca.emulator.reply import Reply, bad_request_as, json_body, json_reply
 from airflow_provider_mdca.emulator.state import TenantConfig, TenantRegistry, TenantState
 
 __all__ = ["handle"]
@@ -34,15 +32,8 @@ def _error(status: int, message: str) -> Reply:
     return json_reply(status, {"error": message})
 
 
-def _json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body or b"null")
-    except ValueError:
-        raise ValueError("body is not valid JSON") from None
-
-
 def _now_from(body: bytes) -> int | None:
-    raw = _json_body(body)
+    raw = json_body(body)
     if not isinstance(raw, dict) or "now_ms" not in raw:
         raise ValueError('body must be {"now_ms": <epoch ms> | null}')
     value = raw["now_ms"]
@@ -51,6 +42,7 @@ def _now_from(body: bytes) -> int | None:
     return value
 
 
+@bad_request_as(_error)
 def handle(
     registry: TenantRegistry,
     method: str,
@@ -59,19 +51,6 @@ def handle(
     body: bytes,
 ) -> Reply:
     """Answer ``/_admin/<parts...>``."""
-    try:
-        return _route(registry, method, parts, query, body)
-    except ValueError as exc:
-        return _error(400, str(exc))
-
-
-def _route(
-    registry: TenantRegistry,
-    method: str,
-    parts: list[str],
-    query: Mapping[str, str],
-    body: bytes,
-) -> Reply:
     if parts == ["clock"] and method == "POST":
         registry.clock.override_ms = _now_from(body)
         return json_reply(200, {"now_ms": registry.clock.now_ms(), "override": registry.clock.override_ms})
@@ -97,7 +76,7 @@ def _route(
 
 def _tenant(registry: TenantRegistry, method: str, tenant_id: str, body: bytes) -> Reply:
     if method == "PUT":
-        raw = _json_body(body)
+        raw = json_body(body)
         if not isinstance(raw, dict):
             raise ValueError("body must be a TenantConfig object")
         if raw.get("tenant_id", tenant_id) != tenant_id:
@@ -111,7 +90,7 @@ def _tenant(registry: TenantRegistry, method: str, tenant_id: str, body: bytes) 
     if method == "GET":
         return json_reply(200, state.config.to_dict())
     if method == "PATCH":
-        changes = _json_body(body)
+        changes = json_body(body)
         if not isinstance(changes, dict):
             raise ValueError("body must be an object of TenantConfig fields")
         return json_reply(200, state.patch(changes).to_dict())

@@ -15,10 +15,10 @@ trust anchor for everything.
 from __future__ import annotations
 
 import hashlib
-import types
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mdca.emulator._serving import Lifecycle
 from airflow_provider_mdca.emulator.devo_faults import DevoFaults
 from airflow_provider_mdca.emulator.devo_http import DevoHttpEndpoint
 from airflow_provider_mdca.emulator.devo_relay import DevoRelay
@@ -40,7 +40,7 @@ def derive_token(domain: str) -> str:
     return hashlib.sha256(f"devo-emulator-http-token:{domain}".encode()).hexdigest()[:32]
 
 
-class DevoEmulator:
+class DevoEmulator(Lifecycle):
     r"""The Devo relay and HTTP ingestion endpoint, started and stopped together.
 
     >>> with DevoEmulator(tmp_path) as devo:  # doctest: +SKIP
@@ -108,14 +108,6 @@ class DevoEmulator:
         self._http.stop()
         self.store.close()
         self._started = False
-
-    def __enter__(self) -> DevoEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- where and how to connect ----------------------------------------------------------------------------
 

@@ -18,13 +18,12 @@ POST     /_admin/devo/reset                     empty the store, zero the counte
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_mdca.emulator.devo_faults import DevoFaults
 from airflow_provider_mdca.emulator.devo_store import DevoStore
-from airflow_provider_mdca.emulator.reply import Reply, json_reply
+from airflow_provider_mdca.emulator.reply import Reply, bad_request_as, json_body, json_reply
 
 __all__ = ["handle"]
 
@@ -33,6 +32,7 @@ def _error(status: int, message: str) -> Reply:
     return json_reply(status, {"error": message, "status": status})
 
 
+@bad_request_as(_error)
 def handle(
     store: DevoStore,
     faults: DevoFaults,
@@ -42,20 +42,6 @@ def handle(
     body: bytes,
 ) -> Reply:
     """Answer ``/_admin/devo/<parts...>``."""
-    try:
-        return _route(store, faults, method, parts, query, body)
-    except ValueError as exc:
-        return _error(400, str(exc))
-
-
-def _route(
-    store: DevoStore,
-    faults: DevoFaults,
-    method: str,
-    parts: list[str],
-    query: Mapping[str, str],
-    body: bytes,
-) -> Reply:
     if parts and parts[0] == "tags" and method == "GET":
         return _tags(store, parts[1:], query)
     if parts == ["stats"] and method == "GET":
@@ -92,10 +78,7 @@ def _tags(store: DevoStore, rest: list[str], query: Mapping[str, str]) -> Reply:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        raw = json.loads(body or b"null")
-    except ValueError:
-        raise ValueError("body is not valid JSON") from None
+    raw = json_body(body)
     if not isinstance(raw, dict):
         raise ValueError("body must be a JSON object of fault knobs")
     return raw

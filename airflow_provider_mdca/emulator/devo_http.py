@@ -18,21 +18,17 @@ connection's own thread, so a slow or refusing client never blocks the accept lo
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import hmac
-import http.server
 import logging
 import re
-import socket
 import ssl
-import struct
-import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from airflow_provider_mdca.emulator import devo_admin
+from airflow_provider_mdca.emulator._serving import LOOPBACK, BackgroundServer, HttpsHandler, HttpsServer
 from airflow_provider_mdca.emulator.devo_faults import DevoFaults
 from airflow_provider_mdca.emulator.devo_store import DevoStore, valid_tag
 from airflow_provider_mdca.emulator.reply import Reply, json_reply
@@ -42,13 +38,11 @@ __all__ = ["MAX_BODY_BYTES", "DevoHttpEndpoint", "redact"]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 MAX_BODY_BYTES = 32 * 2**20  # Devo's limit per request, after inflation
 # On the wire a gzip body of incompressible data is a little larger than its content; allow for that.
 _MAX_WIRE_BYTES = MAX_BODY_BYTES + 2**20
 _MAX_ADMIN_BODY = 2**20
 _IDLE_TIMEOUT_S = 30.0
-_HANDSHAKE_TIMEOUT_S = 10.0
 # The token's segment of an ingestion path, whether or not the client remembered the "token!" marker.
 _TOKEN_SEGMENT = re.compile(r"(/(?:stream|event)/[^/\s]*/)[^/\s]*", re.IGNORECASE)
 _TOKEN_PART = re.compile(r"token(?:!|%21)[^/\s\"']*", re.IGNORECASE)
@@ -126,27 +120,10 @@ def _fault_reply(fault: str) -> Reply:
     return json_reply(status, {"error": "injected server error", "status": status})
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(HttpsHandler):
     server_version = "Devo-Emulator/1.0"
-    sys_version = ""
     timeout = _IDLE_TIMEOUT_S  # idle keep-alive connections end, so their threads do too
     server: _HttpsServer
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
 
     # -- routing ---------------------------------------------------------------------------------------------
 
@@ -287,29 +264,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         self.server.store.counters.add("http_status", str(reply.status))
-        body = reply.body
-        lines = [
-            f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
-            f"Server: {self.server_version}",
-            f"Date: {email.utils.formatdate(usegmt=True)}",
-            *(f"{name}: {value}" for name, value in reply.headers.items()),
-        ]
-        if reply.status != 204:  # a 204 carries no body and no Content-Length (RFC 9110 §8.6)
-            lines.append(f"Content-Length: {len(body)}")
-        if self.close_connection:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head + body)
+        # A 204 carries no body and no Content-Length (RFC 9110 §8.6).
+        length = None if reply.status == 204 else len(reply.body)
+        head = self._head(reply.status, reply.headers, length, self.close_connection)
+        self.wfile.write(head + reply.body)
         path = redact(urlsplit(getattr(self, "path", "")).path)
         log.debug("%s %s -> %s", self.command, path, reply.status)
 
     def _reset(self) -> None:
-        """Abort the connection: SO_LINGER 0 makes close() send a TCP RST instead of a FIN."""
+        """Abort the connection (a TCP RST), counted under ``http_status``."""
         self.server.store.counters.add("http_status", "reset")
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.connection.close()
+        super()._reset()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # The stock page quotes the request line, which may hold the token: answer with the status only.
@@ -322,10 +287,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("%s", redact(format % args))
 
 
-class _HttpsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _HttpsServer(HttpsServer):
+    logger = log
 
     def __init__(
         self,
@@ -335,14 +298,10 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
         faults: DevoFaults,
         credentials: tuple[str, str],
     ) -> None:
-        self.context = context
         self.store = store
         self.faults = faults
         self._domain, self._token = credentials
-        self._active: set[socket.socket] = set()
-        self._active_lock = threading.Lock()
-        self.stopping = threading.Event()
-        super().__init__((LOOPBACK, port), _Handler)
+        super().__init__(port, context, _Handler)
 
     def authorized(self, domain: str, token: str | None) -> bool:
         """Whether `domain` and `token` are the configured ones (constant-time on the token)."""
@@ -351,52 +310,16 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
         token_ok = hmac.compare_digest(token.encode(), self._token.encode())
         return token_ok and domain == self._domain
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls getfqdn(), a name lookup this loopback server has no use for.
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name, self.server_port = LOOPBACK, self.server_address[1]
 
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = self.socket.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        with self._active_lock:
-            self._active.add(request)
-        try:
-            request.settimeout(_HANDSHAKE_TIMEOUT_S)
-            try:
-                request.do_handshake()
-            except OSError as exc:
-                # A client that does not trust our CA, or a broken one: nothing to answer.
-                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-                return
-            super().finish_request(request, client_address)
-        finally:
-            with self._active_lock:
-                self._active.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
-
-    def close_connections(self) -> None:
-        """Shut every open connection so that keep-alive threads end with the server."""
-        self.stopping.set()
-        with self._active_lock:
-            active = list(self._active)
-        for sock in active:
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class DevoHttpEndpoint:
+class DevoHttpEndpoint(BackgroundServer[_HttpsServer]):
     """The HTTPS ingestion endpoint (and admin API) on 127.0.0.1.
 
     :param credentials: ``(domain, token)`` that ``/stream`` and ``/event`` paths must carry.
     :param port: TCP port (0: any free port).
     """
+
+    _thread_name = "devo-http"
+    _display_name = "the Devo HTTP endpoint"
 
     def __init__(
         self,
@@ -410,39 +333,13 @@ class DevoHttpEndpoint:
         self.store = store
         self.faults = faults
         self._credentials = credentials
-        self._requested_port = port
-        self._server: _HttpsServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port)
 
-    def start(self) -> DevoHttpEndpoint:
-        """Start listening (in a background thread)."""
-        if self._server is not None:
-            return self
+    def _make_server(self, port: int) -> _HttpsServer:
         context = self.ca.server_context()
-        self._server = _HttpsServer(self._requested_port, context, self.store, self.faults, self._credentials)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="devo-http",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, close open connections and wait for their threads."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return _HttpsServer(port, context, self.store, self.faults, self._credentials)
 
     @property
     def url(self) -> str:
         """``https://127.0.0.1:<port>`` (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("the Devo HTTP endpoint is not started")
-        return f"https://{LOOPBACK}:{self._server.server_address[1]}"
+        return f"https://{LOOPBACK}:{self.port}"

@@ -33,8 +33,8 @@ import socketserver
 import ssl
 import struct
 import threading
-from typing import Any
 
+from airflow_provider_mdca.emulator._serving import LOOPBACK, BackgroundServer, TlsServer
 from airflow_provider_mdca.emulator.devo_faults import DevoFaults
 from airflow_provider_mdca.emulator.devo_store import DevoStore
 from airflow_provider_mdca.emulator.tls import CertificateAuthority
@@ -43,11 +43,9 @@ __all__ = ["MAX_LINE_BYTES", "DevoRelay", "parse_line"]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 # A longer line (no newline within this many bytes) cuts the connection: the emulator will not buffer without end.
 MAX_LINE_BYTES = 32 * 2**20
 _READ_SIZE = 256 * 1024  # TLS hands over at most one 16 KiB record per read; the rest is headroom
-_HANDSHAKE_TIMEOUT_S = 10.0
 _IDLE_TIMEOUT_S = 120.0
 _ALERT_DRAIN_S = 1.0
 _MONTHS = b"Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
@@ -221,19 +219,17 @@ class _Handler(socketserver.BaseRequestHandler):
         self.server.serve_connection(self.request)
 
 
-class _RelayServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _RelayServer(TlsServer):
+    logger = log
+    connection_name = "relay connection"
+    # close_connections ends every open connection: SHUT_RD wakes the reading thread without sending a FIN; the
+    # thread then stores what it has read and resets the connection (stopping is set).
+    cut_how = socket.SHUT_RD
 
     def __init__(self, port: int, context: ssl.SSLContext, store: DevoStore, faults: DevoFaults) -> None:
-        self.context = context
         self.store = store
         self.faults = faults
-        self._active: set[socket.socket] = set()
-        self._active_lock = threading.Lock()
-        self.stopping = threading.Event()
-        super().__init__((LOOPBACK, port), _Handler)
+        super().__init__(port, context, _Handler)
 
     def serve_connection(self, raw: socket.socket) -> None:
         """Refuse, handshake and read one connection (in its own thread, so the accept loop never waits)."""
@@ -244,85 +240,44 @@ class _RelayServer(socketserver.ThreadingTCPServer):
             raw.close()
             return
         tls = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        with self._active_lock:
-            self._active.add(tls)
         try:
-            tls.settimeout(_HANDSHAKE_TIMEOUT_S)
-            try:
-                tls.do_handshake()
-            except OSError as exc:
-                # No certificate, another CA's, or a client that does not trust ours: nothing is read.
-                counters.add("relay", "handshake_failures")
-                log.debug("relay TLS handshake failed: %s", exc)
-                _let_the_alert_arrive(tls)
-                return
-            tls.settimeout(_IDLE_TIMEOUT_S)
-            _Connection(tls, self.store, self.faults, self.stopping).run()
+            with self.tracked(tls):
+                error = self.handshake(tls)
+                if error is not None:
+                    # No certificate, another CA's, or a client that does not trust ours: nothing is read.
+                    counters.add("relay", "handshake_failures")
+                    log.debug("relay TLS handshake failed: %s", error)
+                    _let_the_alert_arrive(tls)
+                    return
+                tls.settimeout(_IDLE_TIMEOUT_S)
+                _Connection(tls, self.store, self.faults, self.stopping).run()
         finally:
-            with self._active_lock:
-                self._active.discard(tls)
             tls.close()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("relay connection from %s ended with an error", client_address[0], exc_info=True)
 
-    def close_connections(self) -> None:
-        """End every open connection: its thread stores what it has read, then resets the connection."""
-        self.stopping.set()
-        with self._active_lock:
-            active = list(self._active)
-        for sock in active:
-            # SHUT_RD wakes the reading thread without sending a FIN (the thread then sends a RST).
-            # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops the TLS object under a thread
-            # that may be reading, which would then read ciphertext as plain bytes.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RD)
-
-
-class DevoRelay:
+class DevoRelay(BackgroundServer[_RelayServer]):
     """The TLS syslog relay on 127.0.0.1, storing into `store` and obeying `faults`.
+
+    :meth:`stop` ends open connections; the complete lines they carried are kept.
 
     :param ca: the CA whose server certificate the relay presents and whose client certificates it accepts.
     :param port: TCP port (0: any free port).
     """
 
+    _thread_name = "devo-relay"
+    _display_name = "the Devo relay"
+
     def __init__(self, ca: CertificateAuthority, store: DevoStore, faults: DevoFaults, port: int = 0) -> None:
         self.ca = ca
         self.store = store
         self.faults = faults
-        self._requested_port = port
-        self._server: _RelayServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port)
 
-    def start(self) -> DevoRelay:
-        """Start accepting (in a background thread)."""
-        if self._server is not None:
-            return self
+    def _make_server(self, port: int) -> _RelayServer:
         context = self.ca.server_context(require_client_cert=True)
-        self._server = _RelayServer(self._requested_port, context, self.store, self.faults)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="devo-relay",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, end open connections (their complete lines are kept) and wait for their threads."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()  # joins the connection threads
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return _RelayServer(port, context, self.store, self.faults)
 
     @property
     def address(self) -> tuple[str, int]:
         """``("127.0.0.1", port)`` (after :meth:`start`)."""
-        if self._server is None:
-            raise RuntimeError("the Devo relay is not started")
-        return LOOPBACK, int(self._server.server_address[1])
+        return LOOPBACK, self.port

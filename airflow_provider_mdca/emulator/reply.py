@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
-__all__ = ["Prepared", "Reply", "dumps", "json_reply", "text_reply"]
+__all__ = ["Prepared", "Reply", "bad_request_as", "dumps", "json_body", "json_reply", "text_reply"]
+
+_P = ParamSpec("_P")
 
 
 def dumps(obj: Any) -> str:
@@ -58,3 +61,36 @@ def text_reply(
     """A reply from already-serialised text (JSON unless `content_type` says otherwise)."""
     all_headers = {"Content-Type": content_type or "application/json; charset=utf-8", **(headers or {})}
     return Reply(status, text.encode("utf-8"), all_headers)
+
+
+def json_body(body: bytes) -> Any:
+    """The JSON value of a request body (an empty body is null); ValueError if it is not JSON."""
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise ValueError("body is not valid JSON") from None
+
+
+def bad_request_as(
+    error: Callable[[int, str], Reply],
+) -> Callable[[Callable[_P, Reply]], Callable[_P, Reply]]:
+    """Decorate a handler so that a ValueError it raises is answered with ``error(400, str(exc))``.
+
+    >>> @bad_request_as(lambda status, message: json_reply(status, {"error": message}))
+    ... def handle(body: bytes) -> Reply:
+    ...     return json_reply(200, json_body(body))
+    >>> handle(b"{").status, handle(b"{").body
+    (400, b'{"error":"body is not valid JSON"}')
+    """
+
+    def decorate(handler: Callable[_P, Reply]) -> Callable[_P, Reply]:
+        @functools.wraps(handler)
+        def guarded(*args: _P.args, **kwargs: _P.kwargs) -> Reply:
+            try:
+                return handler(*args, **kwargs)
+            except ValueError as exc:
+                return error(400, str(exc))
+
+        return guarded
+
+    return decorate

@@ -16,20 +16,15 @@ connection's own thread, so a slow or refusing client never blocks the accept lo
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import http.server
 import logging
-import socket
 import ssl
-import struct
-import threading
-import types
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from airflow_provider_mdca.emulator import admin, entra, mdca
+from airflow_provider_mdca.emulator._serving import LOOPBACK as LOOPBACK
+from airflow_provider_mdca.emulator._serving import BackgroundServer, HttpsHandler, HttpsServer
 from airflow_provider_mdca.emulator.data import SERVICES, canonical_service
 from airflow_provider_mdca.emulator.reply import Prepared, Reply, json_reply
 from airflow_provider_mdca.emulator.state import TenantConfig, TenantRegistry, TenantState
@@ -39,10 +34,8 @@ __all__ = ["EmulatorServer"]
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 _MAX_BODY = 1 << 20
 _IDLE_TIMEOUT_S = 30.0
-_HANDSHAKE_TIMEOUT_S = 10.0
 _API_PREFIXES = (["api", "v1"], ["cas", "api", "v1"])
 
 
@@ -121,28 +114,11 @@ def _service_of(rest: list[str]) -> str | None:
     return None
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(HttpsHandler):
     server_version = "MDCA-Emulator/1.0"
-    sys_version = ""
     timeout = _IDLE_TIMEOUT_S  # idle keep-alive connections end, so their threads do too
     server: _HttpsServer
     _prepared: Prepared | None = None  # this connection's prefetched answer (mdca.py, scan prefetch)
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
 
     def _serve(self) -> None:
         body = self._read_body()
@@ -178,90 +154,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         body = reply.body
         closing = self.close_connection or reply.fault == "truncate"
-        lines = [
-            f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
-            f"Server: {self.server_version}",
-            f"Date: {email.utils.formatdate(usegmt=True)}",
-            *(f"{name}: {value}" for name, value in reply.headers.items()),
-            f"Content-Length: {len(body)}",
-        ]
-        if closing:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = self._head(reply.status, reply.headers, len(body), closing)
         if reply.fault == "truncate":
             body = body[: len(body) // 2]
         self.wfile.write(head + body)
         if closing:
             self.close_connection = True
 
-    def _reset(self) -> None:
-        """Abort the connection: SO_LINGER 0 makes close() send a TCP RST instead of a FIN."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.connection.close()
-
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
 
 
-class _HttpsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _HttpsServer(HttpsServer):
+    logger = log
 
     def __init__(self, port: int, context: ssl.SSLContext, app: _App) -> None:
-        self.context = context
         self.app = app
-        self._active: set[socket.socket] = set()
-        self._active_lock = threading.Lock()
-        super().__init__((LOOPBACK, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls getfqdn(), a name lookup this loopback server has no use for.
-        self.socket.bind(self.server_address)
-        self.server_address = self.socket.getsockname()
-        self.server_name, self.server_port = LOOPBACK, self.server_address[1]
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = self.socket.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        with self._active_lock:
-            self._active.add(request)
-        try:
-            request.settimeout(_HANDSHAKE_TIMEOUT_S)
-            try:
-                request.do_handshake()
-            except (ssl.SSLError, OSError) as exc:
-                # An untrusting or broken client: nothing to answer. Not an error of ours.
-                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-                return
-            super().finish_request(request, client_address)
-        finally:
-            with self._active_lock:
-                self._active.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
-
-    def close_connections(self) -> None:
-        """Shut every open connection so that keep-alive threads end with the server."""
-        with self._active_lock:
-            active = list(self._active)
-        for sock in active:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        super().__init__(port, context, _Handler)
 
 
-class EmulatorServer:
+class EmulatorServer(BackgroundServer[_HttpsServer]):
     """Entra ID + MDCA over real HTTPS on 127.0.0.1.
 
     >>> with EmulatorServer(tmp_path, tenants=[TenantConfig("t1")]) as emu:  # doctest: +SKIP
     ...     requests.post(emu.mdca_url("t1") + "api/v1/alerts/", json={}, verify=emu.ca_bundle, ...)
     """
+
+    _thread_name = "mdca-emulator"
+    _display_name = "the emulator"
 
     def __init__(
         self,
@@ -275,57 +195,19 @@ class EmulatorServer:
         self.state_dir = Path(state_dir)
         self.ca = CertificateAuthority.load_or_create(self.state_dir)
         self.registry = TenantRegistry()
-        self._requested_port = port
         self._app = _App(self.registry)
-        self._httpd: _HttpsServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(port)
         for config in tenants or []:
             self.add_tenant(config)
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- lifecycle: start, stop, with and port come from BackgroundServer ------------------------------------
 
-    def start(self) -> EmulatorServer:
-        """Start listening (in a background thread); returns once connections are accepted."""
-        if self._httpd is not None:
-            return self
-        self._httpd = _HttpsServer(self._requested_port, self.ca.server_context(), self._app)
-        self._app.base_url = f"https://{LOOPBACK}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="mdca-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and close open connections."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
-    ) -> None:
-        self.stop()
+    def _make_server(self, port: int) -> _HttpsServer:
+        httpd = _HttpsServer(port, self.ca.server_context(), self._app)
+        self._app.base_url = f"https://{LOOPBACK}:{httpd.server_address[1]}"
+        return httpd
 
     # -- addresses -------------------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The listening port (after :meth:`start`)."""
-        if self._httpd is None:
-            raise RuntimeError("the emulator is not started")
-        return int(self._httpd.server_address[1])
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,7 @@ MODULES = [
     "airflow_provider_mdca.devo.sender",
     "airflow_provider_mdca.transforms.flatten",
     "airflow_provider_mdca.transforms.obfuscate",
+    "airflow_provider_mdca.staging",
 ]
 
 

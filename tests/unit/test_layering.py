@@ -19,6 +19,7 @@ import pytest
         "airflow_provider_mdca.devo",
         "airflow_provider_mdca.transforms.flatten",
         "airflow_provider_mdca.transforms.obfuscate",
+        "airflow_provider_mdca.staging",
     ],
 )
 def test_module_imports_no_airflow(module):
