@@ -10,14 +10,41 @@ from airflow import __version__ as AIRFLOW_VERSION
 AIRFLOW_V3 = int(AIRFLOW_VERSION.split(".", 1)[0]) >= 3
 
 if AIRFLOW_V3:
-    from airflow.sdk import BaseHook, Variable
+    from airflow.sdk import DAG, Asset, BaseHook, BaseOperator, ObjectStoragePath, Param, Variable
+    from airflow.sdk.definitions.context import Context
 else:  # pragma: no cover - exercised by the Airflow 2.11 test run
+    from airflow.datasets import Dataset as Asset  # type: ignore[assignment,no-redef,unused-ignore,import-not-found]
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
+    from airflow.io.path import ObjectStoragePath  # type: ignore[assignment,no-redef,unused-ignore,import-not-found]
     from airflow.models import Variable  # type: ignore[assignment,no-redef,unused-ignore]
+    from airflow.models.baseoperator import BaseOperator  # type: ignore[assignment,no-redef,unused-ignore,import-not-found]
+    from airflow.models.dag import DAG  # type: ignore[assignment,no-redef,unused-ignore]
+    from airflow.models.param import Param  # type: ignore[assignment,no-redef,unused-ignore,import-not-found]
+    from airflow.utils.context import Context  # type: ignore[assignment,no-redef,unused-ignore,attr-defined]
+
+try:  # Airflow >= 3.1 authors timetables through the SDK; older lines use the scheduler's classes directly
+    from airflow.sdk import DeltaDataIntervalTimetable
+except ImportError:  # pragma: no cover - Airflow 2.11
+    from airflow.timetables.interval import (  # type: ignore[assignment,no-redef,unused-ignore]
+        DeltaDataIntervalTimetable,
+    )
 
 try:
     from airflow.sdk.log import mask_secret
 except ImportError:  # pragma: no cover - Airflow 2.11
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
-__all__ = ["AIRFLOW_V3", "AIRFLOW_VERSION", "BaseHook", "Variable", "mask_secret"]
+__all__ = [
+    "AIRFLOW_V3",
+    "AIRFLOW_VERSION",
+    "DAG",
+    "Asset",
+    "BaseHook",
+    "BaseOperator",
+    "Context",
+    "DeltaDataIntervalTimetable",
+    "ObjectStoragePath",
+    "Param",
+    "Variable",
+    "mask_secret",
+]

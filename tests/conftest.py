@@ -8,8 +8,11 @@ environment, so every worker of a run shares one Airflow home and, once tests ne
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import itertools
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +49,24 @@ from airflow_provider_mdca.emulator import EmulatorServer, TenantConfig  # noqa:
 def airflow_home() -> Path:
     """The run's Airflow home."""
     return Path(os.environ["AIRFLOW_HOME"])
+
+
+@pytest.fixture(scope="session")
+def airflow_db(airflow_home: Path) -> Path:
+    """The run's Airflow metadata database, migrated once for every worker of the run (SQLite in the home).
+
+    The first worker that needs it migrates under a file lock; the others wait and reuse it. Only tests that need a
+    database pay for the migration.
+    """
+    database = airflow_home / "airflow.db"
+    marker = airflow_home / "airflow.db.migrated"
+    with open(airflow_home / "airflow.db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            airflow = Path(sys.executable).with_name("airflow")
+            subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=600)
+            marker.touch()
+    return database
 
 
 _tenant_numbers = itertools.count()

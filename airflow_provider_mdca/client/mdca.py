@@ -40,7 +40,10 @@ def to_epoch_ms(moment: datetime) -> int:
         raise InitVariablesError(1, f"window bound {moment.isoformat()} must be timezone-aware")
     # Integer arithmetic (floats lose microseconds far from 1970). Ceiling, so that a record stamped with
     # millisecond m is inside [start, end) exactly when start_ms <= m < end_ms.
-    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    utc = moment.astimezone(timezone.utc)
+    # Airflow hands over pendulum DateTimes, whose differences do not divide by a timedelta: rebuild a plain one.
+    plain = datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=timezone.utc)
+    micros = (plain - _EPOCH) // timedelta(microseconds=1)
     return -(-micros // 1000)
 
 

@@ -78,8 +78,19 @@ class Sender:
         self._checkpoint = datetime.now(timezone.utc)
         self._since_checkpoint = 0
 
-    def send(self, tag: str, events: Iterable[Mapping[str, Any]]) -> int:
-        """Deliver ``events`` to ``tag``, streaming; returns how many were delivered (all of them, or raises)."""
+    def send(
+        self,
+        tag: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Deliver ``events`` to ``tag``, streaming; returns how many were delivered (all of them, or raises).
+
+        ``on_batch(count)`` is called after each batch is acknowledged, with its event count: the events are the
+        next ``count`` of ``events`` in order. A delivery ledger records them there, so a retry resumes after the
+        last acknowledged batch.
+        """
         _check_tag(tag)
         began = time.monotonic()
         delivered = 0
@@ -93,6 +104,8 @@ class Sender:
                 self.stats.bytes += sent_bytes
                 self.stats.batches += 1
                 self._since_checkpoint += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
         finally:
             self.stats.elapsed_seconds += time.monotonic() - began
             self._log_progress(time.monotonic() - began)

@@ -8,7 +8,8 @@ knob                                   effect
                                        bytes; one connection only, then the knob is back to None
 ``drop_every_connection_after_bytes``  relay: as above, for every connection until set to None
 ``read_delay_s: float``                relay: sleep before each read (a slow reader; the sender's writes block)
-``fault_queue: list[str]``             HTTP ingestion: one fault per request, in order (see :data:`HTTP_FAULTS`)
+``fault_queue: list[str]``             HTTP ingestion: one fault per request, in order (see :data:`HTTP_FAULTS`;
+                                       ``ok`` lets that request through)
 ``http_read_delay_s: float``           HTTP ingestion: sleep before reading each request body
 =====================================  ======================================================================
 
@@ -30,7 +31,8 @@ from typing import Any
 
 __all__ = ["HTTP_FAULTS", "DevoFaultSettings", "DevoFaults"]
 
-HTTP_FAULTS = ("500", "502", "503", "429", "429-no-retry-after", "reset", "reset-after-store")
+# "ok" lets one request through untouched: a queue such as ["ok", "ok", "503", ...] fails the third batch.
+HTTP_FAULTS = ("ok", "500", "502", "503", "429", "429-no-retry-after", "reset", "reset-after-store")
 _MAX_DELAY_S = 60.0  # a typo of 600 would hang a test run for ten minutes per read
 
 
@@ -175,6 +177,8 @@ class DevoFaults:
             if not queue:
                 return None
             self._settings = dataclasses.replace(self._settings, fault_queue=queue[1:])
+        if queue[0] == "ok":
+            return None
         self._on_inject(f"http_{queue[0]}")
         return queue[0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_provider_mdca._compat import BaseHook, mask_secret
@@ -52,9 +52,14 @@ class DevoHook(BaseHook):
             self._sender = make_sender(self.get_config())
         return self._sender
 
-    def send(self, tag: str, events: Iterable[Mapping[str, Any]]) -> int:
-        """Deliver ``events`` to the Devo table ``tag``, streaming and batched; returns how many were delivered."""
-        return self.get_conn().send(tag, events)
+    def send(
+        self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """Deliver ``events`` to the Devo table ``tag``, streaming and batched; returns how many were delivered.
+
+        ``on_batch(count)`` is called after each acknowledged batch (see :meth:`Sender.send`).
+        """
+        return self.get_conn().send(tag, events, on_batch=on_batch)
 
     @property
     def stats(self) -> DeliveryStats:

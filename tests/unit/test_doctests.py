@@ -16,6 +16,7 @@ MODULES = [
     "airflow_provider_mdca.transforms.flatten",
     "airflow_provider_mdca.transforms.obfuscate",
     "airflow_provider_mdca.staging",
+    "airflow_provider_mdca.pipeline",
 ]
 
 

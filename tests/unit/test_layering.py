@@ -20,6 +20,7 @@ import pytest
         "airflow_provider_mdca.transforms.flatten",
         "airflow_provider_mdca.transforms.obfuscate",
         "airflow_provider_mdca.staging",
+        "airflow_provider_mdca.pipeline",
     ],
 )
 def test_module_imports_no_airflow(module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -198,3 +199,13 @@ class TestSnapshotPaginator:
     def test_missing_data_list_is_an_error(self):
         with pytest.raises(PullError, match="'data' list"):
             list(SnapshotPaginator(stats=FetchStats()).records(Canned({"hasNext": False})))
+
+
+def test_airflow_pendulum_bounds_convert_like_plain_datetimes():
+    import pendulum
+
+    from airflow_provider_mdca.client.mdca import to_epoch_ms
+
+    moment = pendulum.datetime(2026, 11, 2, 11, 55, 0, 250_001, tz="Europe/Madrid")
+    plain = datetime(2026, 11, 2, 10, 55, 0, 250_001, tzinfo=timezone.utc)
+    assert to_epoch_ms(moment) == to_epoch_ms(plain) == 1_793_616_900_251  # calendar.timegm, plus 250.001 ms rounded up

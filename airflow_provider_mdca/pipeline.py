@@ -1,0 +1,350 @@
+"""The collector's three steps over staged windows: fetch into staging, flatten alerts, ship to Devo.
+
+Each step reads and writes staging only (see :mod:`airflow_provider_mdca.staging`), streams record by record and
+imports nothing from Airflow: the operators are thin adapters that resolve connections and the window, and the
+benchmark drives these same functions.
+
+Exactly once per window rests on two things. The fetch step restages a window atomically (its manifest is the commit
+point). The ship step records in the window's delivery ledger what Devo acknowledged, batch by batch: a retry resumes
+after the last acknowledged batch, and a rerun of the window skips every event delivered before, unless asked to
+re-ship. An event's ledger key is the record's ``_id``; a flattened alert's events are ``<_id>#<n>`` (the n-th event of
+that alert, stable because flattening is deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from airflow_provider_mdca.staging import (
+    DEFAULT_MAX_PART_BYTES,
+    DeliveryLedger,
+    Manifest,
+    P,
+    PartWriter,
+    StoragePath,
+    iter_part,
+    mark_window_delivered,
+    read_manifest,
+    stage_dir,
+    write_manifest,
+)
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts
+from airflow_provider_mdca.transforms.obfuscate import Obfuscator
+
+__all__ = [
+    "FETCHED",
+    "FLATTENED",
+    "ShipSummary",
+    "StageSummary",
+    "EventKeys",
+    "fetch_to_stage",
+    "flatten_stage",
+    "ship_stage",
+    "window_of",
+]
+
+log = logging.getLogger(__name__)
+
+FETCHED: Final = "fetched"
+FLATTENED: Final = "flattened"
+# Re-ship runs keep a ledger of their own (so their retries resume) beside the window's main ledger.
+_RESHIP_DIR: Final = "reship"
+
+
+@dataclass
+class StageSummary:
+    """What a fetch or flatten step staged: the manifest's location and its figures (JSON-serialisable)."""
+
+    manifest: str
+    service: str
+    stage: str
+    window_start: str
+    window_end: str
+    records: int
+    parts: int
+    bytes: int
+    elapsed_seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict, for logs and the task's return value."""
+        return asdict(self)
+
+
+@dataclass
+class ShipSummary:
+    """What a ship step did for one window."""
+
+    service: str
+    tag: str
+    window_start: str
+    window_end: str
+    staged: int = 0
+    delivered: int = 0
+    skipped_delivered_before: int = 0
+    parts_skipped: int = 0
+    bytes: int = 0
+    batches: int = 0
+    retries: int = 0
+    reship: bool = False
+    elapsed_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict, for logs, the task's return value and the Asset event's extra."""
+        return asdict(self)
+
+
+class EventSink(Protocol):
+    """Where shipped events go: :class:`~airflow_provider_mdca.devo.Sender` and ``DevoHook`` have this method."""
+
+    def send(
+        self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
+    ) -> int: ...
+
+
+# --- fetch ---------------------------------------------------------------------------------------------------------
+
+
+def fetch_to_stage(
+    records: Iterable[Mapping[str, Any]],
+    window: P,
+    *,
+    service: str,
+    start: datetime,
+    end: datetime,
+    stats: Callable[[], Mapping[str, Any]] = dict,
+    max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+) -> tuple[P, StageSummary]:
+    """Stream ``records`` of one window into its ``fetched`` stage and commit the manifest.
+
+    An empty window is a valid window: a manifest with no parts. ``stats`` is called once the records are exhausted
+    (the hook's counters are final then); its ``api_total`` goes to the manifest's ``api_total``. If reading fails
+    the parts written so far are removed and no manifest is written, so a retry starts clean.
+
+    :returns: the manifest's path and a summary.
+    """
+    began = time.monotonic()
+    with PartWriter(window, stage=FETCHED, max_part_bytes=max_part_bytes) as writer:
+        writer.write_all(records)
+    figures = dict(stats())
+    api_total = figures.get("api_total")
+    manifest = Manifest.build(
+        service=service,
+        start=start,
+        end=end,
+        stage=FETCHED,
+        parts=writer.parts,
+        api_total=api_total if isinstance(api_total, int) else None,
+        request_stats=figures,
+    )
+    path = write_manifest(window, manifest)
+    return path, _stage_summary(path, manifest, time.monotonic() - began, figures)
+
+
+def _stage_summary(path: StoragePath, manifest: Manifest, elapsed: float, stats: dict[str, Any]) -> StageSummary:
+    return StageSummary(
+        manifest=str(path),
+        service=manifest.service,
+        stage=manifest.stage,
+        window_start=manifest.window_start,
+        window_end=manifest.window_end,
+        records=manifest.record_count,
+        parts=len(manifest.parts),
+        bytes=sum(part.bytes for part in manifest.parts),
+        elapsed_seconds=round(elapsed, 3),
+        stats=stats,
+    )
+
+
+def window_of(manifest_path: P) -> P:
+    """The window folder of a stage's manifest (``<window>/<stage>/manifest.json``)."""
+    return manifest_path.parent.parent
+
+
+# --- flatten -------------------------------------------------------------------------------------------------------
+
+
+def flatten_stage(
+    source_manifest: P,
+    *,
+    max_events_per_alert: int = DEFAULT_MAX_EVENTS,
+    max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+) -> tuple[P, StageSummary]:
+    """Flatten the alerts staged at ``source_manifest`` into the window's ``flattened`` stage, streaming.
+
+    :raises ValueError: an alert is malformed; the message names the part and the alert (nothing is committed).
+    """
+    began = time.monotonic()
+    source = read_manifest(source_manifest)
+    window = window_of(source_manifest)
+    folder = source_manifest.parent
+    stats = FlattenStats()
+    with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
+        for part in source.parts:
+            try:
+                writer.write_all(flatten_alerts(iter_part(folder, part), max_events=max_events_per_alert, stats=stats))
+            except ValueError as exc:
+                raise ValueError(f"{source.service} {_window_text(source)}, {part.name}: {exc}") from exc
+    manifest = Manifest.build(
+        service=source.service,
+        start=datetime.fromisoformat(source.window_start),
+        end=datetime.fromisoformat(source.window_end),
+        stage=FLATTENED,
+        parts=writer.parts,
+        api_total=source.api_total,
+        request_stats=source.request_stats,
+        extra={"flatten": stats.as_dict(), "source_records": source.record_count},
+    )
+    path = write_manifest(window, manifest)
+    return path, _stage_summary(path, manifest, time.monotonic() - began, stats.as_dict())
+
+
+def _window_text(manifest: Manifest) -> str:
+    return f"window [{manifest.window_start}, {manifest.window_end})"
+
+
+# --- ship ----------------------------------------------------------------------------------------------------------
+
+
+class EventKeys:
+    """Gives each staged record of a stage its ledger key, in stage order.
+
+    The key is the record's ``_id``; with ``per_alert`` (flattened alerts: several events share an ``_id``) it is
+    ``<_id>#<n>``, n counting that alert's events from 0 across the whole stage (a part may end inside an alert's
+    events). A record without an ``_id`` is keyed by a hash of its content, so identical records are delivered once.
+
+    >>> keys = EventKeys(per_alert=True)
+    >>> [keys.key({"_id": "a"}), keys.key({"_id": "a"}), keys.key({"_id": "b"})]
+    ['a#0', 'a#1', 'b#0']
+    >>> EventKeys(per_alert=False).key({"_id": 7})
+    '7'
+    """
+
+    def __init__(self, *, per_alert: bool) -> None:
+        self.per_alert = per_alert
+        self._seen: dict[str, int] = {}
+
+    def key(self, record: Mapping[str, Any]) -> str:
+        """The next record's key (call it once per record, in stage order)."""
+        raw = record.get("_id")
+        key = str(raw) if raw is not None and str(raw) else _content_key(record)
+        if not self.per_alert:
+            return key
+        index = self._seen.get(key, 0)
+        self._seen[key] = index + 1
+        return f"{key}#{index}"
+
+
+def _content_key(record: Mapping[str, Any]) -> str:
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "replace")
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
+
+
+class _AckTracker:
+    """Keys of events handed to the sender, recorded in the ledgers when their batch is acknowledged."""
+
+    def __init__(self, ledgers: list[DeliveryLedger[Any]]) -> None:
+        self._ledgers = ledgers
+        self._in_flight: deque[str] = deque()
+        self.acknowledged = 0
+
+    def handed(self, key: str) -> None:
+        self._in_flight.append(key)
+
+    def on_batch(self, count: int) -> None:
+        keys = [self._in_flight.popleft() for _ in range(count)]
+        for ledger in self._ledgers:
+            ledger.record_batch(keys)
+        self.acknowledged += count
+
+
+def ship_stage(
+    manifest_path: P,
+    sink: EventSink,
+    *,
+    tag: str,
+    obfuscator: Obfuscator | None = None,
+    extra_fields: Mapping[str, Any] | None = None,
+    reship_run: str | None = None,
+    attempt: int | None = None,
+) -> ShipSummary:
+    """Ship the events staged at ``manifest_path`` to ``tag``, each once, and mark the window delivered.
+
+    Parts that the ledger shows fully delivered are skipped unread; in the others, events whose key is in the ledger
+    are skipped. ``reship_run`` (a run id) ships everything again, once per run: it keeps a ledger of its own so its
+    retries resume, and records into the main ledger too. Static ``extra_fields`` are added to each event (a field
+    the record already has wins), then ``obfuscator`` rewrites it.
+
+    :raises DeliveryError: delivery failed after the sender's retries; what was acknowledged stays in the ledger.
+    """
+    began = time.monotonic()
+    manifest = read_manifest(manifest_path)
+    window = window_of(manifest_path)
+    folder = stage_dir(window, manifest.stage)
+    main = DeliveryLedger(window, attempt=attempt)
+    ledgers: list[DeliveryLedger[Any]] = [main]
+    if reship_run is not None:
+        ledgers.insert(0, DeliveryLedger(window / _RESHIP_DIR / _safe_segment(reship_run), attempt=attempt))
+    resume = ledgers[0]  # the ledger that says what this run (or, without re-ship, any run) already delivered
+    summary = ShipSummary(
+        service=manifest.service,
+        tag=tag,
+        window_start=manifest.window_start,
+        window_end=manifest.window_end,
+        staged=manifest.record_count,
+        reship=reship_run is not None,
+    )
+    pending = resume.pending_parts(manifest.stage, manifest.parts)
+    summary.parts_skipped = len(manifest.parts) - len(pending)
+    summary.skipped_delivered_before = sum(part.records for part in manifest.parts if part not in pending)
+    delivered_before = resume.delivered_ids() if pending else set()
+    keys = EventKeys(per_alert=manifest.stage == FLATTENED)
+    tracker = _AckTracker(ledgers)
+    for part in manifest.parts:
+        if part not in pending:
+            if keys.per_alert:  # the ``#n`` of later parts count this part's events too
+                for record in iter_part(folder, part):
+                    keys.key(record)
+            continue
+        keyed = ((keys.key(record), record) for record in iter_part(folder, part))
+        shippable = _new_events(keyed, delivered_before, tracker, summary, extra_fields, obfuscator)
+        sink.send(tag, shippable, on_batch=tracker.on_batch)
+        for ledger in ledgers:
+            ledger.mark_part_delivered(manifest.stage, part)
+    summary.delivered = tracker.acknowledged
+    summary.elapsed_seconds = round(time.monotonic() - began, 3)
+    mark_window_delivered(window, summary.as_dict())
+    return summary
+
+
+def _new_events(
+    events: Iterator[tuple[str, dict[str, Any]]],
+    delivered_before: set[str],
+    tracker: _AckTracker,
+    summary: ShipSummary,
+    extra_fields: Mapping[str, Any] | None,
+    obfuscator: Obfuscator | None,
+) -> Iterator[dict[str, Any]]:
+    for key, record in events:
+        if key in delivered_before:
+            summary.skipped_delivered_before += 1
+            continue
+        event = {**extra_fields, **record} if extra_fields else record
+        if obfuscator is not None:
+            event = obfuscator.apply(event)
+        tracker.handed(key)
+        yield event
+
+
+def _safe_segment(text: str) -> str:
+    # Run ids hold ':' and '+' (e.g. manual__2026-11-28T12:00:00+00:00): keep them readable but path-safe.
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text).lstrip("._-")
+    return cleaned[:150] or "run"

@@ -1,0 +1,193 @@
+"""The pipeline's stages over real staging files, with an in-memory Devo sink that acknowledges batch by batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_mdca.pipeline import FETCHED, FLATTENED, fetch_to_stage, flatten_stage, ship_stage
+from airflow_provider_mdca.staging import (
+    StagingError,
+    is_window_delivered,
+    manifest_path,
+    read_manifest,
+    window_dir,
+)
+from airflow_provider_mdca.transforms.obfuscate import Obfuscator, parse_rules
+
+START = datetime(2026, 11, 2, 11, 55, tzinfo=timezone.utc)
+END = START + timedelta(minutes=5)
+
+
+class Sink:
+    """Acknowledges batches of ``batch`` events; raises once ``fail_after`` batches were acknowledged in total."""
+
+    def __init__(self, batch: int = 10, fail_after: int | None = None) -> None:
+        self.batch = batch
+        self.fail_after = fail_after
+        self.events: list[dict[str, Any]] = []
+        self.batches = 0
+        self.tags: set[str] = set()
+
+    def send(
+        self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        self.tags.add(tag)
+        pending: list[dict[str, Any]] = []
+        sent = 0
+        for event in events:
+            pending.append(dict(event))
+            if len(pending) == self.batch:
+                sent += self._flush(pending, on_batch)
+                pending = []
+        if pending:
+            sent += self._flush(pending, on_batch)
+        return sent
+
+    def _flush(self, batch: list[dict[str, Any]], on_batch: Callable[[int], None] | None) -> int:
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise ConnectionError("Devo went away")
+        self.events.extend(batch)
+        self.batches += 1
+        if on_batch is not None:
+            on_batch(len(batch))
+        return len(batch)
+
+    def ids(self) -> list[str]:
+        return [str(event["_id"]) for event in self.events]
+
+
+def records(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    for i in range(start, start + n):
+        yield {"_id": f"r{i:05d}", "timestamp": i, "user": f"user{i}@example.com"}
+
+
+def alerts(n: int, ips: int = 3) -> Iterator[dict[str, Any]]:
+    for i in range(n):
+        yield {"_id": f"a{i:04d}", "entities": [{"type": "ip", "id": f"10.0.{i}.{k}"} for k in range(ips)]}
+
+
+def stage(tmp_path: Path, rows: Iterable[dict[str, Any]], service: str = "activities", **kw: Any) -> Path:
+    window = window_dir(tmp_path, service, START, END)
+    path, _ = fetch_to_stage(rows, window, service=service, start=START, end=END, **kw)
+    return path
+
+
+def test_an_empty_window_is_a_committed_window_that_ships_nothing(tmp_path):
+    path, summary = fetch_to_stage(
+        iter(()), window_dir(tmp_path, "alerts", START, END), service="alerts", start=START, end=END
+    )
+    manifest = read_manifest(path)
+    assert (manifest.record_count, manifest.parts, summary.records) == (0, [], 0)
+    sink = Sink()
+    assert ship_stage(path, sink, tag="t.alerts").delivered == 0
+    assert sink.events == [] and is_window_delivered(path.parent.parent)
+
+
+def test_fetch_records_the_api_total_and_request_stats(tmp_path):
+    stats = {"api_total": 42, "requests": 3, "retries": 1}
+    manifest = read_manifest(stage(tmp_path, records(42), stats=lambda: stats, max_part_bytes=1_000))
+    assert manifest.api_total == 42 and manifest.request_stats == stats
+    assert manifest.record_count == 42 and len(manifest.parts) > 1
+
+
+def test_a_fetch_that_fails_midway_commits_nothing(tmp_path):
+    def broken() -> Iterator[dict[str, Any]]:
+        yield from records(50)
+        raise ConnectionError("MDCA went away")
+
+    window = window_dir(tmp_path, "activities", START, END)
+    with pytest.raises(ConnectionError):
+        fetch_to_stage(broken(), window, service="activities", start=START, end=END, max_part_bytes=500)
+    assert not manifest_path(window, FETCHED).exists()
+    assert list((window / FETCHED).glob("part-*")) == []
+
+
+def test_each_event_is_shipped_once_and_a_rerun_ships_nothing(tmp_path):
+    path = stage(tmp_path, records(95), max_part_bytes=1_000)
+    sink = Sink()
+    first = ship_stage(path, sink, tag="t.activities")
+    assert sorted(sink.ids()) == [f"r{i:05d}" for i in range(95)] and first.delivered == 95
+    again = ship_stage(path, sink, tag="t.activities")
+    assert (again.delivered, again.skipped_delivered_before, len(sink.events)) == (0, 95, 95)
+    assert again.parts_skipped == len(read_manifest(path).parts)
+
+
+def test_a_retry_resumes_after_the_last_acknowledged_batch(tmp_path):
+    path = stage(tmp_path, records(100), max_part_bytes=100_000)  # one part: resume inside it
+    sink = Sink(batch=10, fail_after=4)
+    with pytest.raises(ConnectionError):
+        ship_stage(path, sink, tag="t.activities")
+    assert len(sink.events) == 40 and not is_window_delivered(path.parent.parent)
+    sink.fail_after = None
+    summary = ship_stage(path, sink, tag="t.activities")
+    assert Counter(sink.ids()) == Counter(f"r{i:05d}" for i in range(100))
+    assert (summary.delivered, summary.skipped_delivered_before) == (60, 40)
+
+
+def test_a_restaged_window_ships_only_the_records_that_are_new(tmp_path):
+    sink = Sink()
+    ship_stage(stage(tmp_path, records(30)), sink, tag="t.activities")
+    # The rerun refetches the window: a late record arrived meanwhile.
+    summary = ship_stage(stage(tmp_path, records(31)), sink, tag="t.activities")
+    assert summary.delivered == 1 and sorted(sink.ids()) == [f"r{i:05d}" for i in range(31)]
+
+
+def test_flattened_alerts_resume_exactly_when_a_part_ends_inside_an_alert(tmp_path):
+    fetched = stage(tmp_path, alerts(40, ips=5), service="alerts")
+    flattened, summary = flatten_stage(fetched, max_part_bytes=700)  # parts end inside alerts' 5 events
+    manifest = read_manifest(flattened)
+    assert manifest.stage == FLATTENED and summary.records == 200 and len(manifest.parts) > 3
+    sink = Sink(batch=7, fail_after=5)
+    with pytest.raises(ConnectionError):
+        ship_stage(flattened, sink, tag="t.alerts")
+    sink.fail_after = None
+    ship_stage(flattened, sink, tag="t.alerts")
+    assert Counter(sink.ids()) == Counter({f"a{i:04d}": 5 for i in range(40)})
+    assert len({(event["_id"], event["ip_id"]) for event in sink.events}) == 200
+
+
+def test_reship_ships_everything_again_once_per_run_and_its_retry_resumes(tmp_path):
+    path = stage(tmp_path, records(50))
+    sink = Sink(batch=10)
+    ship_stage(path, sink, tag="t.activities")
+    sink.fail_after = sink.batches + 2  # the re-ship run breaks after two batches
+    with pytest.raises(ConnectionError):
+        ship_stage(path, sink, tag="t.activities", reship_run="manual__2026-11-28T12:00:00+00:00")
+    sink.fail_after = None
+    summary = ship_stage(path, sink, tag="t.activities", reship_run="manual__2026-11-28T12:00:00+00:00")
+    assert summary.reship and summary.delivered == 30
+    assert Counter(sink.ids()) == Counter({f"r{i:05d}": 2 for i in range(50)})
+    # A later normal rerun still ships nothing.
+    assert ship_stage(path, sink, tag="t.activities").delivered == 0
+
+
+def test_extra_fields_are_added_without_overwriting_and_obfuscation_applies(tmp_path):
+    path = stage(tmp_path, [{"_id": "x", "environment": "from-mdca", "user": "alice@example.com"}, {"_id": "y"}])
+    sink = Sink()
+    obfuscator = Obfuscator(parse_rules(["user"]), key=b"k" * 32)
+    ship_stage(path, sink, tag="t.a", extra_fields={"environment": "prod"}, obfuscator=obfuscator)
+    by_id = {event["_id"]: event for event in sink.events}
+    assert by_id["x"]["environment"] == "from-mdca" and by_id["y"]["environment"] == "prod"
+    assert "alice@example.com" not in str(by_id["x"])
+
+
+def test_records_without_an_id_are_keyed_by_their_content(tmp_path):
+    path = stage(tmp_path, [{"name": "subnet-a"}, {"name": "subnet-b"}], service="data_enrichment")
+    sink = Sink()
+    ship_stage(path, sink, tag="t.subnets")
+    assert ship_stage(path, sink, tag="t.subnets").delivered == 0
+    assert sorted(event["name"] for event in sink.events) == ["subnet-a", "subnet-b"]
+
+
+def test_a_corrupt_part_stops_the_ship_and_names_the_part(tmp_path):
+    path = stage(tmp_path, records(20))
+    part = next((path.parent).glob("part-*.ndjson.gz"))
+    part.write_bytes(part.read_bytes()[:-8] + b"garbage!")
+    with pytest.raises(StagingError, match=part.name):
+        ship_stage(path, Sink(), tag="t.activities")
