@@ -149,4 +149,7 @@ def run_window(dag: Any, end: datetime, *, conf: dict[str, Any] | None = None) -
     # SQLAlchemy must know to order the delete (the webserver imports it; a bare test process does not).
     import airflow.providers.fab.auth_manager.models  # noqa: F401
 
+    # As the 2.11 scheduler does when it parses the file: register the DAG and its datasets (outlets), so that the
+    # ship task's dataset event is recorded.
+    dag.sync_to_db()
     return dag.test(execution_date=end, run_conf=conf)

@@ -8,6 +8,7 @@ more; faults that end, after Airflow's retries, in exactly once.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_mdca._compat import AIRFLOW_V3
 from airflow_provider_mdca.emulator import DevoEmulator, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
 from airflow_provider_mdca.emulator.server import EmulatorServer
 from airflow_provider_mdca.staging import read_manifest
@@ -130,8 +132,21 @@ def test_one_window_delivers_exactly_the_window(service, emulator, make_tenant, 
     run = run_window(dag, END)
     assert run.state == "success"
     assert_exactly_once(devo.store.ids(tag), emulator.truth(tenant.tenant_id, service, START_MS, END_MS))
-    manifest = read_manifest(next(tmp_path.glob(f"{service}/*/fetched/manifest.json")))
+    manifest_file = next(tmp_path.glob(f"{service}/*/fetched/manifest.json"))
+    manifest = read_manifest(manifest_file)
     assert (manifest.window_start, manifest.window_end) == (START.isoformat(), END.isoformat())
+    assert run.get_task_instance("fetch").xcom_pull(task_ids="fetch") == f"file://{manifest_file}"
+    assert_no_secret_staged(tmp_path, tenant.client_secret, tenant.files_access_token)
+
+
+def assert_no_secret_staged(staging: Path, *secrets: str) -> None:
+    """Staged files (parts decompressed) are owner-only and hold no credential."""
+    files = [path for path in staging.rglob("*") if path.is_file()]
+    assert files
+    for path in files:
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        assert not any(secret.encode() in data for secret in secrets), path
+        assert path.stat().st_mode & 0o077 == 0, path
 
 
 def test_alerts_are_flattened_into_one_event_per_entity_combination(
@@ -149,6 +164,28 @@ def test_alerts_are_flattened_into_one_event_per_entity_combination(
     assert Counter(event["_id"] for event in delivered) == expected
     assert sum(expected.values()) > len(truth)  # some alerts really were expanded
     assert not any("entities" in event for event in delivered)
+    [extra] = asset_event_extras(f"devo://{tag}")
+    assert (extra["service"], extra["tag"], extra["delivered"]) == ("alerts", tag, sum(expected.values()))
+
+
+def asset_event_extras(uri: str) -> list[dict[str, Any]]:
+    """The extras of the Asset (Dataset on 2.11) events Airflow recorded for ``uri``."""
+    from airflow.utils.session import create_session
+
+    if AIRFLOW_V3:
+        from airflow.models.asset import AssetEvent as Event
+        from airflow.models.asset import AssetModel as Model
+
+        column = Event.asset_id
+    else:  # pragma: no cover - the Airflow 2.11 run
+        from airflow.models.dataset import DatasetEvent as Event  # type: ignore[no-redef]
+        from airflow.models.dataset import DatasetModel as Model  # type: ignore[no-redef]
+
+        column = Event.dataset_id
+    with create_session() as session:
+        # Airflow 3 normalises ``devo://<table>`` to ``devo://<table>/`` (the table reads as the URI's authority).
+        query = session.query(Event.extra).join(Model, column == Model.id).filter(Model.uri.in_([uri, f"{uri}/"]))
+        return [dict(row[0]) for row in query.all()]
 
 
 def test_a_rerun_ships_nothing_twice_and_reship_ships_once_more(
