@@ -1,7 +1,8 @@
 """Build one collector DAG from the provider's operators, and run one window of it with ``dag.test()``.
 
-The DAG has the shape the DAG factory gives every service (wait for the lag → fetch → flatten for alerts → ship →
-clean up), with the knobs a test needs: its own connections, tag and staging folder, a short retry delay.
+The DAG is the product's: the DAG factory builds it from a collector configuration of one service (wait for the lag
+→ fetch → flatten for alerts → ship → clean up), with the knobs a test needs: its own connections, tag and staging
+folder, a short retry delay.
 
 Airflow 3 runs only DAGs that its DAG bundle holds, as users' DAGs are: each DAG is written as a JSON spec beside
 a small DAG file in the run's dags folder (``e2e_collector_dags.py`` rebuilds every spec when Airflow parses it), and
@@ -12,24 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-from airflow.timetables.interval import DeltaDataIntervalTimetable
-
 from airflow_provider_mdca._compat import AIRFLOW_V3
-from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
-from airflow_provider_mdca.operators.devo import DevoShipOperator
-from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
-from airflow_provider_mdca.operators.mdca import FETCH_OPERATORS
-
-if AIRFLOW_V3:
-    from airflow.sdk import DAG, Param
-else:  # pragma: no cover - the Airflow 2.11 run
-    from airflow import DAG  # type: ignore[no-redef,attr-defined,unused-ignore]
-    from airflow.models.param import Param  # type: ignore[no-redef,unused-ignore]
+from airflow_provider_mdca.config import parse_collector_config
+from airflow_provider_mdca.dag_factory import build_dag
 
 _dag_numbers = iter(range(1_000_000))
 
@@ -107,38 +97,25 @@ def _build(
     retries: int,
     flatten: bool,
 ) -> Any:
-    period, lag = timedelta(seconds=period_s), timedelta(seconds=lag_s)
-    dag = DAG(
-        dag_id=dag_id,
-        schedule=DeltaDataIntervalTimetable(period),
-        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        catchup=False,
-        params={"reship": Param(False, type="boolean")},
-        default_args={"retries": retries, "retry_delay": timedelta(seconds=1)},
+    """The product's DAG: a collector configuration of one service, built by the DAG factory."""
+    settings: dict[str, Any] = {
+        "period": int(period_s),
+        "lag": int(lag_s),
+        "tag": tag,
+        "staging_url": staging,
+        "mdca_conn_id": mdca_conn_id,
+        "devo_conn_id": devo_conn_id,
+        "retries": retries,
+        "retry_delay": "1s",
+        "extra_fields": {"environment": "e2e"},
+    }
+    if service == "alerts":
+        settings["flatten"] = flatten
+    config = parse_collector_config(
+        {"defaults": {"historic_date_utc": "2026-01-01T00:00:00Z"}, "services": {service: settings}},
+        source=f"e2e spec {dag_id}",
     )
-    with dag:
-        wait = TimeDeltaSensor(task_id="wait_for_lag", delta=lag, deferrable=True, poke_interval=1)
-        fetch = FETCH_OPERATORS[service](
-            task_id="fetch", mdca_conn_id=mdca_conn_id, staging_url=staging, max_part_bytes=64 * 1024
-        )
-        last: Any = fetch
-        manifest = "{{ ti.xcom_pull(task_ids='fetch') }}"
-        if service == "alerts" and flatten:
-            last = MdcaFlattenAlertsOperator(task_id="flatten", manifest=manifest, max_part_bytes=64 * 1024)
-            manifest = "{{ ti.xcom_pull(task_ids='flatten') }}"
-            fetch >> last
-        ship = DevoShipOperator(
-            task_id="ship",
-            service=service,
-            manifest=manifest,
-            devo_conn_id=devo_conn_id,
-            tag=tag,
-            extra_fields={"environment": "e2e"},
-        )
-        cleanup = MdcaStagingCleanupOperator(task_id="cleanup", service=service, staging_url=staging)
-        wait >> fetch
-        last >> ship >> cleanup
-    return dag
+    return build_dag(config.services[service], dag_id=dag_id)
 
 
 def run_window(dag: Any, end: datetime, *, conf: dict[str, Any] | None = None) -> Any:

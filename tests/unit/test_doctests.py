@@ -17,6 +17,7 @@ MODULES = [
     "airflow_provider_mdca.transforms.obfuscate",
     "airflow_provider_mdca.staging",
     "airflow_provider_mdca.pipeline",
+    "airflow_provider_mdca.config",
 ]
 
 

@@ -21,6 +21,7 @@ import pytest
         "airflow_provider_mdca.transforms.obfuscate",
         "airflow_provider_mdca.staging",
         "airflow_provider_mdca.pipeline",
+        "airflow_provider_mdca.config",
     ],
 )
 def test_module_imports_no_airflow(module):

@@ -1,0 +1,196 @@
+"""Build the collector's DAGs, one per enabled service, from a :class:`~airflow_provider_mdca.config.CollectorConfig`.
+
+Each DAG reads one service window after window; the data interval is the window, so Airflow's run history is the
+collector's persistence::
+
+    wait_for_lag -> fetch -> [flatten, alerts only] -> ship -> cleanup
+
+- ``schedule``: :class:`DeltaDataIntervalTimetable` of the service's period. An interval timetable, because Airflow 3's
+  plain timedelta and cron schedules give ``data_interval_start == data_interval_end``: an empty window.
+- ``start_date`` is ``historic_date_utc`` and catchup is on: a scheduler that was down catches up every missed window,
+  and moving the date earlier then backfilling re-ingests history (the seed collector's persistence reset).
+- ``wait_for_lag`` defers until ``data_interval_end + lag`` (records reach MDCA a little late); it passes at once for
+  old windows, so backfills do not wait.
+- ``fetch`` runs in the shared pool (default ``mdca_api``): the five DAGs share one tenant's request budget.
+- ``ship`` delivers each record of the window once; the run param ``reship`` delivers the window again.
+
+Building a DAG touches no connection, Variable or network: the operators read their connections when they run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+
+from airflow_provider_mdca._compat import DAG, DeltaDataIntervalTimetable, Param
+from airflow_provider_mdca.config import CollectorConfig, ServiceConfig, format_duration
+from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
+from airflow_provider_mdca.operators.devo import DevoShipOperator
+from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
+from airflow_provider_mdca.operators.mdca import FETCH_OPERATORS, MdcaFetchOperator
+from airflow_provider_mdca.services import SERVICES
+
+__all__ = ["build_dag", "build_dags"]
+
+# The lag sensor defers to the triggerer, so a long wait holds no worker slot. Its timeout only has to cover the lag
+# itself plus the time a busy scheduler may take to start the task; an hour of slack is far beyond that.
+_SENSOR_SLACK = timedelta(hours=1)
+_SENSOR_POKE = timedelta(seconds=30)  # used only if the operator falls back to poking (deferral unavailable)
+
+_RESHIP_HELP = (
+    "Deliver this window to Devo again, even the records a previous run already delivered. Leave off for a "
+    "normal rerun (clearing a run ships only what was not delivered before)."
+)
+
+
+def build_dags(config: CollectorConfig) -> dict[str, DAG]:
+    """The DAGs of the enabled services, by DAG id (``mdca_<service>``).
+
+    The DAG file does ``globals().update(build_dags(config))`` so that Airflow finds them.
+    """
+    return {service.dag_id: build_dag(service) for service in config.enabled.values()}
+
+
+def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
+    """The DAG of one service: wait for the lag, fetch, flatten (alerts), ship, clean up.
+
+    :param dag_id: default ``mdca_<service>``; another id lets one Airflow run several collectors (e.g. tenants).
+    """
+    if service.historic_date_utc is None:  # the config refuses this for enabled services; guard direct callers
+        raise ValueError(f"{service.name}: historic_date_utc is required to build its DAG")
+    dag_id = dag_id or service.dag_id
+    with DAG(
+        dag_id=dag_id,
+        description=_description(service),
+        doc_md=_doc_md(service, dag_id),
+        schedule=DeltaDataIntervalTimetable(service.period),
+        start_date=service.historic_date_utc,
+        catchup=True,
+        max_active_runs=service.max_active_runs,
+        params={"reship": Param(False, type="boolean", description=_RESHIP_HELP)},
+        tags=list(service.tags),
+        default_args={"retries": service.retries, "retry_delay": service.retry_delay},
+    ) as dag:
+        fetch = _fetch_task(service)
+        _wait_task(service) >> fetch
+        # XCom carries only the manifest's location; the XComArg also sets the upstream.
+        staged: Any = fetch
+        if service.flatten:
+            staged = _flatten_task(service, fetch.output)
+        ship = _ship_task(service, staged.output)
+        staged >> ship >> _cleanup_task(service)
+    return dag
+
+
+def _wait_task(service: ServiceConfig) -> TimeDeltaSensor:
+    return TimeDeltaSensor(
+        task_id="wait_for_lag",
+        delta=service.lag,
+        deferrable=True,
+        timeout=(service.lag + _SENSOR_SLACK).total_seconds(),
+        poke_interval=_SENSOR_POKE.total_seconds(),
+        doc_md=f"Waits until the window's end + {format_duration(service.lag)} (late records). "
+        "Passes at once for windows that ended long enough ago.",
+    )
+
+
+def _fetch_task(service: ServiceConfig) -> MdcaFetchOperator:
+    return FETCH_OPERATORS[service.name](
+        task_id="fetch",
+        mdca_conn_id=service.mdca_conn_id,
+        staging_url=service.staging_url,
+        staging_conn_id=service.staging_conn_id,
+        page_size=service.page_size,
+        pool=service.pool,  # only fetching spends the tenant's request budget
+    )
+
+
+def _flatten_task(service: ServiceConfig, manifest: Any) -> MdcaFlattenAlertsOperator:
+    return MdcaFlattenAlertsOperator(
+        task_id="flatten",
+        manifest=manifest,
+        max_events_per_alert=service.max_events_per_alert,
+        staging_url=service.staging_url,
+        staging_conn_id=service.staging_conn_id,
+    )
+
+
+def _ship_task(service: ServiceConfig, manifest: Any) -> DevoShipOperator:
+    return DevoShipOperator(
+        task_id="ship",
+        service=service.name,
+        manifest=manifest,
+        devo_conn_id=service.devo_conn_id,
+        tag=service.tag,
+        obfuscation=service.obfuscation_config or None,
+        obfuscation_key_conn_id=service.obfuscation_key_conn_id,
+        obfuscation_key_variable=service.obfuscation_key_variable,
+        extra_fields=dict(service.extra_fields) or None,
+        staging_url=service.staging_url,
+        staging_conn_id=service.staging_conn_id,
+    )
+
+
+def _cleanup_task(service: ServiceConfig) -> MdcaStagingCleanupOperator:
+    # Default trigger rule (all_success): staging is cleaned only after a successful ship, never in place of one.
+    return MdcaStagingCleanupOperator(
+        task_id="cleanup",
+        service=service.name,
+        staging_url=service.staging_url,
+        staging_conn_id=service.staging_conn_id,
+        retention=service.retention,
+    )
+
+
+def _description(service: ServiceConfig) -> str:
+    return f"MDCA {service.name} -> Devo {service.tag}, one window every {format_duration(service.period)}"
+
+
+def _doc_md(service: ServiceConfig, dag_id: str) -> str:
+    """The DAG's documentation in the UI: what it reads, where it goes, and how to operate it."""
+    info = SERVICES[service.name]
+    period = format_duration(service.period)
+    if info.windowed:
+        window = (
+            f"Each run reads the records whose `{info.filter_field}` falls in its data interval "
+            f"`[data_interval_start, data_interval_end)`: windows of **{period}**, adjacent, never overlapping."
+        )
+    else:
+        window = (
+            f"`{service.name}` is a snapshot: each run (every **{period}**) reads the whole collection as it is "
+            "when the run starts, and stages it under the run's data interval."
+        )
+    flatten = (
+        f"`flatten` turns each alert into one event per combination of its related entities (at most "
+        f"{service.max_events_per_alert} per alert; beyond that the alert is sent once, unexpanded). "
+        if service.flatten
+        else ""
+    )
+    assert service.historic_date_utc is not None
+    return f"""\
+### Microsoft Defender for Cloud Apps {service.name} → Devo
+
+Reads MDCA `/{info.endpoint}` and delivers to the Devo table `{service.tag}`.
+
+{window}
+
+**Tasks.** `wait_for_lag` waits until the window's end + {format_duration(service.lag)} (late records; old windows
+pass at once) → `fetch` stages the window's records (pool `{service.pool}`, connection `{service.mdca_conn_id}`) →
+{flatten}`ship` delivers them through connection `{service.devo_conn_id}`, each record once → `cleanup` removes
+delivered windows older than {format_duration(service.retention)} from staging.
+
+**First window:** {service.historic_date_utc.isoformat()} (`historic_date_utc`); catchup is on, so missed windows
+are caught up.
+
+**Operate.**
+- *Rerun a window*: clear its run; records already delivered are not sent again.
+- *Deliver again*: trigger the run with the param `reship: true`.
+- *Re-ingest history*: move `historic_date_utc` earlier in the collector config, then backfill, e.g.
+  `airflow backfill create --dag-id {dag_id} --from-date … --to-date …` (Airflow 3) or
+  `airflow dags backfill -s … -e … {dag_id}` (Airflow 2.11).
+- *Check the setup*: `mdca-collector validate` tests the configuration and every connection without pulling data.
+
+Configured in the collector config (`dags/mdca_collector.yaml`, or the file named by `MDCA_COLLECTOR_CONFIG`).
+"""
