@@ -308,10 +308,17 @@ def _replace(source: StoragePath, target: StoragePath) -> None:
 
 
 def _discard(path: StoragePath) -> None:
-    # Clean-up on a failure path: never let it hide the original error.
-    with contextlib.suppress(OSError):
+    # Clean-up on a failure path: never let it hide the original error. Not only OSError: object stores fail with
+    # their SDK's errors (azure.core's HttpResponseError or ServiceRequestError when the network is what failed).
+    with contextlib.suppress(Exception):
         if path.exists():
             path.unlink()
+
+
+def _remove(path: StoragePath) -> None:
+    # Not a clean-up: an error here must stop the caller (see PartWriter._prepare).
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _temp_name(final: StoragePath) -> StoragePath:
@@ -627,8 +634,9 @@ class PartWriter(Generic[P]):
         if self._prepared:
             return
         _make_dirs(self.folder)
-        _discard(self.window / DELIVERED_NAME)
-        _discard(self.folder / MANIFEST_NAME)
+        # Not _discard: if the old marker cannot be removed, retention could delete the window being restaged.
+        _remove(self.window / DELIVERED_NAME)
+        _remove(self.folder / MANIFEST_NAME)
         self._prepared = True
 
     def _open_next(self) -> _OpenPart:

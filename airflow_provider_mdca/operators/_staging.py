@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import sys
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from airflow_provider_mdca._compat import ObjectStoragePath
 
@@ -13,6 +15,9 @@ __all__ = ["CONFIG_SECTION", "default_staging_url", "peak_memory_mb", "staging_b
 
 #: The Airflow configuration section (``[mdca]`` in airflow.cfg, or ``AIRFLOW__MDCA__STAGING_URL``).
 CONFIG_SECTION: Final = "mdca"
+
+# The schemes apache-airflow-providers-microsoft-azure registers for ObjectStoragePath (its fs/adls.py).
+_AZURE_SCHEMES: Final = frozenset({"abfs", "abfss", "adl"})
 
 
 def default_staging_url() -> str:
@@ -29,16 +34,50 @@ def default_staging_url() -> str:
 def staging_base(url: str | None, conn_id: str | None = None) -> Any:
     """The staging base as an ``ObjectStoragePath``: ``url``, or the configured default when it is empty.
 
-    ``conn_id`` names the Airflow connection of an object store (e.g. a ``wasb`` / ADLS connection for ``abfs://``).
+    ``conn_id`` names the Airflow connection of an object store. On Azure storage the URL is
+    ``abfs://<container>/<path>`` and the connection (``wasb`` or ``adls``) names the account and its credentials:
+    the extra ``connection_string``, or the extra ``account_name`` with the account key as password.
+
+    :raises ValueError: ``url`` is in adlfs's ``abfs://<container>@<account host>/`` form (see :func:`staging_path`).
     """
     return staging_path(url or default_staging_url(), conn_id)
 
 
 def staging_path(url: str, conn_id: str | None = None) -> Any:
-    """An ``ObjectStoragePath`` for a staged file or folder (e.g. a manifest location from XCom)."""
+    """An ``ObjectStoragePath`` for a staged file or folder (e.g. a manifest location from XCom).
+
+    :raises ValueError: ``url`` is ``abfs://<container>@<account>.dfs.core.windows.net/...``: Airflow reads the part
+        before ``@`` as a connection id, so that form would name a connection after the container and take the host
+        for the container. The account belongs in the connection.
+    """
     if "://" not in url:
         url = f"file://{os.path.abspath(url)}"
+    if urlsplit(url).scheme.lower() in _AZURE_SCHEMES:
+        _refuse_account_host(url)
+        _quiet_azure_request_log()
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
+
+
+def _refuse_account_host(url: str) -> None:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return
+    host = parts.netloc.rpartition("@")[2]
+    if "." in host:  # a container name has no dot; in Airflow's abfs://<conn_id>@<container>/ form it is the host
+        raise ValueError(
+            f"staging URL names the storage account host {host!r}: use {parts.scheme}://<container>/<path> and put "
+            "the account in the staging connection (a wasb or adls connection)"
+        )
+
+
+def _quiet_azure_request_log() -> None:
+    # As WasbHook does: the Azure SDK logs every request and response, headers included, at INFO (a window's staging
+    # takes hundreds of requests). AZURE_HTTP_LOGGING_LEVEL=INFO brings the request log back for a diagnosis.
+    logger = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    try:
+        logger.setLevel(os.environ.get("AZURE_HTTP_LOGGING_LEVEL", logging.WARNING))
+    except ValueError:
+        logger.setLevel(logging.WARNING)
 
 
 def peak_memory_mb() -> float:
