@@ -46,7 +46,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "CAPPED_FIELD",
@@ -293,16 +293,42 @@ def _validate_arg(index: int, arg: Mapping[str, Any]) -> _Group:
     return _Group(entity_type, should_flatten, value)
 
 
+class _LaidOut(NamedTuple):
+    """An entity's fields under their event names, worked out once per alert rather than once per combination."""
+
+    pairs: tuple[tuple[str, Any], ...]
+    fields: dict[str, Any]
+    names: frozenset[str]  # empty when two keys share a name (e.g. 1 and "1"): then every event renames
+    containers: tuple[str, ...]  # the names whose values each event must copy
+
+
+def _lay_out(group: _Group, entity: Mapping[str, Any]) -> _LaidOut:
+    pairs = tuple((entity_field(group.type, str(key)), value) for key, value in entity.items())
+    fields = dict(pairs)
+    containers = tuple(name for name, value in fields.items() if not isinstance(value, _IMMUTABLE))
+    return _LaidOut(pairs, fields, frozenset(fields) if len(fields) == len(pairs) else frozenset(), containers)
+
+
 def _combine(base: Mapping[str, Any], groups: list[_Group]) -> Iterator[Event]:
     """One event per combination; the fields common to all of them are laid out once."""
     common = _common_fields(base, groups)
+    # Only containers need copying into each event; immutable leaves (most fields) are shared.
+    containers = [key for key, value in common.items() if not isinstance(value, _IMMUTABLE)]
     multiplied = [group for group in groups if group.multiplies]
+    laid_out = [[_lay_out(group, entity) for entity in group.entities] for group in multiplied]
     # product() of no groups yields one empty combination: the base event alone, never zero events.
-    for combination in itertools.product(*(group.entities for group in multiplied)):
-        event = {key: _copy(value) for key, value in common.items()}
-        for group, entity in zip(multiplied, combination, strict=True):
-            for key, value in entity.items():
-                _place(event, entity_field(group.type, str(key)), _copy(value))
+    for combination in itertools.product(*laid_out):
+        event = dict(common)
+        for key in containers:
+            event[key] = copy.deepcopy(event[key])
+        for entity in combination:
+            if entity.names and entity.names.isdisjoint(event):  # the usual case: no name taken, no renaming
+                event.update(entity.fields)
+                for name in entity.containers:
+                    event[name] = copy.deepcopy(event[name])
+            else:
+                for name, value in entity.pairs:
+                    _place(event, name, _copy(value))
         yield event
 
 

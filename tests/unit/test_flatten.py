@@ -116,6 +116,22 @@ def test_collision_with_the_fallback_name_too_gets_a_numbered_suffix():
     assert {key: events[0][key] for key in base} == base
 
 
+def test_entity_keys_that_read_the_same_as_text_both_survive():
+    # Python callers may pass non-str keys: 1 and "1" both name user_1; neither value may be lost.
+    events = flatten_event({"_id": "a"}, [{"type": "user", "value": [{1: "int key", "1": "str key"}]}])
+    assert (events[0]["user_1"], events[0]["entity_user_1"]) == ("int key", "str key")
+
+
+def test_nested_entity_values_are_not_shared_between_events():
+    args = [{"type": "user", "value": [{"groups": ["a"]}, {"groups": ["b"]}]}, {"type": "ip", "value": [{"v": 1}] * 2}]
+    events = flatten_event({"_id": "a", "tags": ["t"]}, args)
+    assert len(events) == 4
+    events[0]["user_groups"].append("changed")
+    events[0]["tags"].append("changed")
+    assert [event["user_groups"] for event in events[1:]] == [["a"], ["b"], ["b"]]
+    assert all(event["tags"] == ["t"] for event in events[1:])
+
+
 def test_collision_between_groups_first_arg_wins():
     args = [
         {"type": "user", "value": [{"x_y": "from user"}]},
