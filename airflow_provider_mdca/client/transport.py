@@ -150,7 +150,6 @@ class Transport:
             raise _Retry(f"{exc.__class__.__name__}: {exc}") from None
 
         status = response.status_code
-        text = content.decode("utf-8", errors="replace")
         if 200 <= status < 300:
             try:
                 payload = json.loads(content)
@@ -159,6 +158,7 @@ class Transport:
             if not isinstance(payload, dict):
                 raise _Retry("the JSON body is not an object") from None
             return payload
+        text = content.decode("utf-8", errors="replace")  # only for a failure: a page can be megabytes
         if status == 401:
             raise _Unauthorized(text)
         if status == 429:
