@@ -1,7 +1,8 @@
 # The project's commands. On a fresh machine with Python 3.10+ each target creates what it needs:
 # a bootstrap venv with a pinned uv, then one environment per Airflow line from its committed lock.
 #   make demo              the collector end to end against the bundled emulators
-#   make test              the whole test suite (AIRFLOW=2 for the Airflow 2.11 line)
+#   make test              the whole test suite (AIRFLOW=2 for the Airflow 2.11 line); installs Debian's PostgreSQL
+#                          server first when missing (as root: make postgres-server)
 #   make lint              ruff + mypy
 #   make bench             benchmarks (not part of the test suite)
 #   make lock              recompile the locks after a dependency change
@@ -15,7 +16,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-af2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint format bench lock clean
+.PHONY: env demo test lint format bench lock clean postgres-server
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -30,11 +31,33 @@ $(VENV)/.synced: $(LOCK) pyproject.toml | $(UV)
 
 env: $(VENV)/.synced
 
-demo: $(VENV)/.synced
-	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
+# The demo runs Airflow 3 whatever AIRFLOW says (its api-server, scheduler and backfill are Airflow 3's).
+demo:
+	@$(MAKE) --no-print-directory env AIRFLOW=3
+	.venv/bin/python scripts/demo.py $(DEMO_ARGS)
 
-test: $(VENV)/.synced
+test: $(VENV)/.synced node_modules/.bin/azurite-blob postgres-server
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# PostgreSQL's server for the end-to-end backfill with Airflow's metadata on PostgreSQL: the test starts its own
+# cluster on 127.0.0.1 from Debian's binaries (/usr/lib/postgresql/<version>/bin, tests/e2e/postgres.py). Installed
+# when missing if we are root; otherwise this says what to install (the test fails without it, it is never skipped).
+postgres-server:
+	@if ls /usr/lib/postgresql/*/bin/postgres /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's PostgreSQL server for tests/e2e (apt-get install postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	else \
+		echo "make test needs PostgreSQL's server (no initdb/postgres under /usr/lib/postgresql/*/bin): as root," \
+			"apt-get install -y --no-install-recommends postgresql (Debian's package), then make test again" >&2; \
+		exit 1; \
+	fi
+
+# Test-only Node tools from the committed package-lock.json: Azurite, the Azure Storage emulator that the abfs://
+# staging tests start on 127.0.0.1 (tests/integration/conftest.py). Reinstalled when the lock changes.
+node_modules/.bin/azurite-blob: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
@@ -48,12 +71,16 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_fetch.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/bench_ship.py
+	$(VENV)/bin/python bench/bench_pipeline.py $(PIPELINE_ARGS)
 
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml requirements/airflow3.in --extra test --extra dev --universal \
 		--python-version 3.10 --generate-hashes --quiet -o requirements/airflow3.lock.txt
 	$(UV) pip compile pyproject.toml requirements/airflow2.in --extra test --extra dev --universal \
 		--python-version 3.10 --generate-hashes --quiet -o requirements/airflow2.lock.txt
+	# The Dockerfile's: the provider and Airflow 3 only, no test or dev tools, for the image's Python.
+	$(UV) pip compile pyproject.toml requirements/airflow3.in --universal \
+		--python-version 3.11 --generate-hashes --quiet -o requirements/image.lock.txt
 
 clean:
 	rm -rf $(TOOLS) .venv .venv-af2 .pytest_cache .mypy_cache .ruff_cache

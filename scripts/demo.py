@@ -1,87 +1,390 @@
-"""The demo: the collector's fetch side against the bundled emulators, through a real Airflow connection.
+"""The demo: the collector's five DAGs on a real Airflow 3, backfilling the last six hours from the emulators to Devo.
 
-Starts the MDCA + Entra ID emulator (throttled at MDCA's 30 requests a minute), points the ``mdca_default``
-connection at it, reads every service over the last six hours with ``MdcaHook``, and prints per service the
-emulator's ground truth, what was fetched, duplicates, missing records and the request figures. The DAGs,
-Devo delivery and backfill join this demo as they land (issues 3 and 4).
+Starts the emulators in a child process (MDCA throttled at 30 requests a minute as MDCA is, Entra ID, the Devo relay
+over mutual TLS), then Airflow 3 on SQLite (scheduler, dag-processor, triggerer, api-server; LocalExecutor) in a
+fresh home under ``var/demo``, with the connections ``mdca_default`` and ``devo_default`` pointing at the emulators
+and a collector config with all five services enabled. It backfills each DAG over the last six hours with
+``airflow backfill create``, waits, and prints per Devo table what MDCA holds (the emulator's ground truth; for
+alerts, the flattened events of those alerts), what Devo received, duplicates, missing records and the elapsed time.
+Exits non-zero if anything is missing, doubled or unexpected. Stopping it (at the end, Ctrl-C or SIGTERM) leaves no
+process behind.
 
-    make demo                       # run once and stop everything
-    make demo DEMO_ARGS=--keep-running   # leave the emulator up afterwards (Ctrl-C stops it)
+    make demo                              # run once and stop everything
+    make demo DEMO_ARGS=--keep-running     # then leave Airflow and the emulators up (the DAGs go live); Ctrl-C stops
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
+import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+import yaml
+
+from airflow_provider_mdca.emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
+from airflow_provider_mdca.emulator.data import HOUR_MS, TimeSeriesData
+from airflow_provider_mdca.emulator.process import EmulatorProcess
+from airflow_provider_mdca.services import SERVICES
+from airflow_provider_mdca.stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
+from airflow_provider_mdca.transforms.flatten import flatten_alert
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "demo"
+HOURS = 6
+# Windows for the demo: an hour for the time-based services (six windows each), one six-hour snapshot of entities
+# and subnets. The collector's defaults (5 minutes for activities and alerts) would make 144 runs of 6 hours: right
+# for a live tenant, too many task processes for a demo on a small machine.
+PERIODS = {
+    "activities": timedelta(hours=1),
+    "alerts": timedelta(hours=1),
+    "files": timedelta(hours=1),
+    "entities": timedelta(hours=6),
+    "data_enrichment": timedelta(hours=6),
+}
+MAX_EVENTS_PER_ALERT = 1000
 
 
-def _prepare_airflow_home() -> None:
-    home = VAR / "airflow-home"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("AIRFLOW_HOME", str(home))
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+def demo_tenant() -> TenantConfig:
+    """The emulated tenant: a day of history before the demo's range, data running on; 30 requests a minute."""
+    start = (int(time.time() * 1000) // HOUR_MS - 2 * 24) * HOUR_MS
+    return TenantConfig(
+        tenant_id="tenant-demo",
+        seed=1,
+        activities=TimeSeriesConfig([Rate(2500, (1, 1, 2, 1, 3, 1, 1, 5), start)]),
+        alerts=TimeSeriesConfig([Rate(50, (1, 1, 2), start)]),
+        files=TimeSeriesConfig([Rate(150, (1, 1, 1, 2), start)]),
+        entities=SnapshotConfig(300),
+        subnet=SnapshotConfig(40),
+        requests_per_minute=30,
+    )
+
+
+def floor(moment: datetime, period: timedelta) -> datetime:
+    """``moment`` rounded down to a multiple of ``period`` since the epoch."""
+    seconds = int(period.total_seconds())
+    return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=timezone.utc)
+
+
+@dataclass
+class Range:
+    """What one DAG backfills: windows of ``period`` from ``start`` that have ended by ``now``."""
+
+    service: str
+    period: timedelta
+    start: datetime
+    windows: int
+
+    @property
+    def dag_id(self) -> str:
+        return f"mdca_{self.service}"
+
+    @property
+    def last_logical(self) -> datetime:
+        return self.start + self.period * (self.windows - 1)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.period * self.windows
+
+
+def plan(now: datetime) -> dict[str, Range]:
+    """Each service's backfill: from ``now - 6 h`` rounded down to its period, every window ended by now."""
+    ranges = {}
+    for service, period in PERIODS.items():
+        start = floor(now - timedelta(hours=HOURS), period)
+        windows = int((now - start) / period)
+        ranges[service] = Range(service, period, start, windows)
+    return ranges
+
+
+def collector_config(ranges: dict[str, Range]) -> dict[str, Any]:
+    services: dict[str, Any] = {}
+    for name, span in ranges.items():
+        services[name] = {
+            "enabled": True,
+            "period": int(span.period.total_seconds()),
+            "historic_date_utc": span.start.isoformat().replace("+00:00", "Z"),
+        }
+    services["alerts"]["max_events_per_alert"] = MAX_EVENTS_PER_ALERT
+    return {"defaults": {"retry_delay": 10, "max_active_runs": 2}, "services": services}
+
+
+def devo_connection(devo: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "conn_type": "devo",
+        "host": devo["relay_host"],
+        "port": devo["relay_port"],
+        "extra": {
+            "transport": "tls",
+            "cert": devo["client_cert"],
+            "key": devo["client_key"],
+            "chain": devo["ca_bundle"],
+        },
+    }
+
+
+# -- what Devo should hold, and what it holds ----------------------------------------------------------------------
+
+
+def ms(moment: datetime | None) -> int:
+    assert moment is not None
+    return int(moment.timestamp() * 1000)
+
+
+def canonical(event: Any) -> str:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class Row:
+    """One line of the report."""
+
+    tag: str
+    runs: int = 0
+    failed_runs: int = 0
+    expected: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return sum(max(0, n - self.expected[key]) for key, n in self.delivered.items() if key in self.expected)
+
+    @property
+    def missing(self) -> int:
+        return sum(max(0, n - self.delivered[key]) for key, n in self.expected.items())
+
+    @property
+    def unexpected(self) -> int:
+        return sum(n for key, n in self.delivered.items() if key not in self.expected)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.missing or self.unexpected or self.failed_runs)
+
+
+class Devo:
+    """The Devo emulator's admin API."""
+
+    def __init__(self, devo: dict[str, Any]) -> None:
+        self.url, self.verify = str(devo["admin_url"]).rstrip("/"), str(devo["ca_bundle"])
+
+    def get(self, path: str) -> Any:
+        response = requests.get(f"{self.url}/{path}", verify=self.verify, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+
+def build_row(
+    service: str, runs: list[DagRun], emulator: EmulatorProcess, tenant: TenantConfig, devo: Devo, began: float
+) -> Row:
+    """Expected vs delivered for one service, over the windows of its successful runs."""
+    tag = SERVICES[service].devo_table
+    row = Row(tag, runs=len(runs), failed_runs=sum(run.state != "success" for run in runs))
+    done = [run for run in runs if run.state == "success"]
+    ends = [run.end_date.timestamp() for run in done if run.end_date]
+    row.elapsed = max(ends) - began if ends else 0.0
+    period = PERIODS[service]
+    if service == "alerts":
+        data = TimeSeriesData("alerts", tenant.seed, tenant.alerts.segments, tenant.alerts.late_every)
+        for run in done:
+            start = ms(run.logical_date)
+            ids = set(emulator.truth("alerts", start, start + ms_of(period)))
+            for entry in data.entries([(start, start + ms_of(period))]):
+                if entry[1] in ids:
+                    alert = json.loads(json.dumps(data.build(entry)))
+                    row.expected.update(canonical(e) for e in flatten_alert(alert, max_events=MAX_EVENTS_PER_ALERT))
+        row.delivered.update(canonical(event) for event in devo.get(f"tags/{tag}/events")["events"])
+        return row
+    for run in done:
+        start = ms(run.logical_date)
+        # A snapshot's truth ignores the window: every run delivers the whole collection once.
+        row.expected.update(emulator.truth(service, start, start + ms_of(period)))
+    row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
+    return row
+
+
+def ms_of(period: timedelta) -> int:
+    return int(period.total_seconds() * 1000)
+
+
+# -- running -------------------------------------------------------------------------------------------------------
+
+
+def wait_for_all(
+    stack: AirflowStack, ranges: dict[str, Range], say: Callable[[str], None], timeout: float
+) -> dict[str, list[DagRun]]:
+    """Wait until every backfilled window has a finished run; print progress when it changes."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        runs = {name: stack.dag_runs(span.dag_id, span.start, span.last_logical) for name, span in ranges.items()}
+        done = {name: sum(run.finished for run in runs[name]) for name in ranges}
+        line = "  ".join(f"{name} {done[name]}/{span.windows}" for name, span in ranges.items())
+        if line != last:
+            say(f"  finished runs: {line}")
+            last = line
+        if all(done[name] >= span.windows for name, span in ranges.items()):
+            return runs
+        if time.monotonic() > deadline:
+            raise StackError(f"runs not finished after {timeout:.0f}s: {line}")
+        time.sleep(3)
+
+
+def settle(
+    stack: AirflowStack,
+    ranges: dict[str, Range],
+    emulator: EmulatorProcess,
+    tenant: TenantConfig,
+    devo: Devo,
+    began: float,
+    timeout: float,
+) -> tuple[list[Row], dict[str, list[DagRun]]]:
+    """The report over every run of each DAG, once no run is in flight and none started while Devo was read.
+
+    The backfilled windows are the runs to report; a scheduled run joins them only when a window ended during the demo
+    (the DAGs are live: catchup is on). It is waited for and reported too, never half-counted.
+    """
+    deadline = time.monotonic() + timeout
+
+    def snapshot() -> dict[str, list[DagRun]]:
+        return {name: stack.dag_runs(span.dag_id) for name, span in ranges.items()}
+
+    while True:
+        before = snapshot()
+        if all(run.finished for runs in before.values() for run in runs):
+            rows = [build_row(name, runs, emulator, tenant, devo, began) for name, runs in before.items()]
+            if snapshot() == before:
+                return rows, before
+        if time.monotonic() > deadline:
+            raise StackError(f"runs still in flight after {timeout:.0f}s")
+        time.sleep(3)
+
+
+def report(rows: list[Row], say: Callable[[str], None]) -> None:
+    header = f"{'Devo table':<51}{'runs':>5}{'in MDCA':>9}{'delivered':>11}{'dupes':>7}{'missing':>9}"
+    header += f"{'unexpected':>12}{'elapsed':>10}"
+    say(header)
+    say("-" * len(header))
+    for row in rows:
+        say(
+            f"{row.tag:<51}{row.runs:>5}{sum(row.expected.values()):>9}{sum(row.delivered.values()):>11}"
+            f"{row.duplicates:>7}{row.missing:>9}{row.unexpected:>12}{row.elapsed:>9.1f}s"
+        )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=int, default=6, help="how far back to read (default 6)")
-    parser.add_argument("--keep-running", action="store_true", help="keep the emulator up until Ctrl-C")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--keep-running", action="store_true", help="keep Airflow and the emulators up until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the runs (default 900)")
     args = parser.parse_args(argv)
+    if not AIRFLOW_V3:
+        print("The demo runs Airflow 3 (make demo uses the Airflow 3 environment).", file=sys.stderr)
+        return 2
+    # Ctrl-C and SIGTERM both stop everything (SIGINT explicitly: a shell may start the demo with it ignored).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
-    _prepare_airflow_home()
-    from airflow_provider_mdca.emulator.process import EmulatorProcess
-    from airflow_provider_mdca.hooks.mdca import MdcaHook
-    from airflow_provider_mdca.services import SERVICES
+    began = time.monotonic()
 
-    with EmulatorProcess(VAR / "emulator") as emulator:
-        os.environ["AIRFLOW_CONN_MDCA_DEFAULT"] = json.dumps(emulator.connection())
-        end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-        end -= timedelta(minutes=end.minute % 5)  # the last whole 5-minute window, as the scheduler would
-        start = end - timedelta(hours=args.hours)
-        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        print(f"Emulator up at {emulator.info['base_url']} (CA bundle {emulator.ca_bundle})")
-        print(f"Reading [{start.isoformat()}, {end.isoformat()}) through the mdca_default connection")
-        print("MDCA allows 30 requests a minute; the client's limiter keeps to it, so this takes about a minute.\n")
+    def say(text: str = "") -> None:
+        print(text, flush=True)
 
-        header = f"{'service':<16}{'in MDCA':>9}{'fetched':>9}{'dupes':>7}{'missing':>9}{'requests':>10}"
-        header += f"{'429s':>6}{'elapsed':>10}"
-        print(header)
-        print("-" * len(header))
-        failures = 0
-        hook = MdcaHook()
-        for name in SERVICES:
-            began = time.monotonic()
-            ids = [record["_id"] for record in hook.iter_records(name, start, end)]
-            elapsed = time.monotonic() - began
-            truth = set(emulator.truth(name, start_ms, end_ms))
-            counts = Counter(ids)
-            dupes = sum(n - 1 for n in counts.values() if n > 1)
-            missing = len(truth - set(counts))
-            failures += dupes + missing + len(set(counts) - truth)
-            stats = hook.stats
-            print(
-                f"{name:<16}{len(truth):>9}{len(ids):>9}{dupes:>7}{missing:>9}{stats.requests:>10}"
-                f"{stats.throttled:>6}{elapsed:>9.1f}s"
+    def stamp(text: str) -> None:
+        say(f"[{time.monotonic() - began:6.1f}s] {text}")
+
+    shutil.rmtree(VAR, ignore_errors=True)  # a fresh Airflow home and an empty Devo store for every demo
+    VAR.mkdir(parents=True)
+    tenant = demo_tenant()
+    rows: list[Row] = []
+    stack: AirflowStack | None = None
+    try:
+        with EmulatorProcess(VAR / "emulator", tenants=[tenant.to_dict()]) as emulator:
+            devo_info = emulator.info["devo"]
+            stamp(
+                f"Emulators up: MDCA + Entra ID at {emulator.info['base_url']} (30 requests a minute, as MDCA), "
+                f"Devo relay {devo_info['relay_host']}:{devo_info['relay_port']} (mutual TLS)"
             )
-        print("\nEvery record exactly once." if not failures else f"\n{failures} records wrong: see above.")
-        if args.keep_running:
-            print(f"Emulator still up at {emulator.info['base_url']}; details in {VAR / 'emulator' / 'emulator.json'}.")
-            print("Press Ctrl-C to stop it.")
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
-    return 1 if failures else 0
+            now = datetime.now(timezone.utc)
+            ranges = plan(now)
+            config = VAR / "mdca_collector.yaml"
+            config.write_text(yaml.safe_dump(collector_config(ranges), sort_keys=False), encoding="utf-8")
+            env = {
+                "AIRFLOW_CONN_MDCA_DEFAULT": json.dumps(emulator.connection()),
+                "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(devo_connection(devo_info)),
+                "MDCA_COLLECTOR_CONFIG": str(config),
+            }
+            stack = AirflowStack(VAR / "airflow-home", ROOT / "dags", env, parallelism=3)
+            stamp(f"Starting Airflow 3 (SQLite, LocalExecutor) in {stack.home} ...")
+            with stack:
+                stamp(f"Airflow is up. UI: {stack.base_url}  user: admin  password: {stack.password}")
+                say(f"           (the password is in {stack.password_file}; process logs in {stack.log_dir})")
+                dag_ids = [span.dag_id for span in ranges.values()]
+                stack.wait_for_dags(dag_ids)
+                for span in ranges.values():
+                    # Created while the DAG is paused: once unpaused, the scheduler finds every window's run there.
+                    stack.backfill(span.dag_id, span.start, span.last_logical)
+                    stamp(
+                        f"airflow backfill create --dag-id {span.dag_id}: {span.windows} window(s) of "
+                        f"{span.period.total_seconds() / 3600:g} h, {span.start:%Y-%m-%d %H:%M} to {span.end:%H:%M} UTC"
+                    )
+                stack.unpause(*dag_ids)
+                stamp("DAGs unpaused: the scheduler runs the backfills (one fetch at a time: pool mdca_api)")
+                backfilled_at = time.time()
+                wait_for_all(stack, ranges, stamp, args.timeout)
+                stamp("Every backfilled window ran. Comparing Devo with MDCA ...")
+                rows, all_runs = settle(stack, ranges, emulator, tenant, Devo(devo_info), backfilled_at, args.timeout)
+                for name, runs in all_runs.items():
+                    failures = stack.failure_report(ranges[name].dag_id, runs)
+                    if failures:
+                        say(failures)
+                say()
+                report(rows, say)
+                say()
+                stats = requests.get(
+                    f"{emulator.info['admin_url'].rstrip('/')}/tenants/{tenant.tenant_id}/stats",
+                    verify=emulator.ca_bundle,
+                    timeout=60,
+                ).json()
+                say(
+                    f"MDCA requests: {sum(stats['requests'].values())}, answered 429 (over 30 a minute): "
+                    f"{stats['throttled']}; tokens issued: {stats['tokens_issued']}"
+                )
+                bad = [row.tag for row in rows if not row.ok]
+                say("Every record exactly once." if not bad else f"Wrong: {', '.join(bad)} (see above).")
+                stamp(f"Done in {time.monotonic() - began:.0f}s.")
+                if args.keep_running:
+                    say(f"\nStill running, the DAGs live. UI: {stack.base_url}  user admin  password {stack.password}")
+                    say("Press Ctrl-C to stop everything.")
+                    while True:
+                        time.sleep(1)
+    except KeyboardInterrupt:
+        say("\nStopping ...")
+    except StackError as exc:
+        say(f"\nThe demo failed: {exc}")
+        return 1
+    finally:
+        if stack is not None:
+            left = stack.leftover_pids()
+            say("All processes stopped." if not left else f"Processes left behind: {left}")
+    if not rows:
+        return 130
+    return 0 if all(row.ok for row in rows) else 1
 
 
 if __name__ == "__main__":

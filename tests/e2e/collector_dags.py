@@ -58,7 +58,7 @@ def collector_dag(
     mdca_conn_id: str,
     devo_conn_id: str,
     tag: str,
-    staging: Path,
+    staging: Path | str,
     period: timedelta = timedelta(minutes=5),
     lag: timedelta = timedelta(seconds=0),
     retries: int = 0,
