@@ -186,7 +186,10 @@ are caught up.
 
 **Operate.**
 - *Rerun a window*: clear its run; records already delivered are not sent again.
-- *Deliver again*: trigger the run with the param `reship: true`.
+- *Deliver again* (even what was delivered before): backfill the windows again with the param `reship: true`,
+  `airflow backfill create --dag-id {dag_id} --from-date … --to-date … --reprocess-behavior completed
+  --dag-run-conf '{{"reship": true}}'` (Airflow 3) or
+  `airflow dags backfill -s … -e … --reset-dagruns -c '{{"reship": true}}' {dag_id}` (Airflow 2.11).
 - *Re-ingest history*: move `historic_date_utc` earlier in the collector config, then backfill, e.g.
   `airflow backfill create --dag-id {dag_id} --from-date … --to-date …` (Airflow 3) or
   `airflow dags backfill -s … -e … {dag_id}` (Airflow 2.11).

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
+from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.staging import (
     DEFAULT_MAX_PART_BYTES,
     DeliveryLedger,
@@ -36,7 +37,7 @@ from airflow_provider_mdca.staging import (
     stage_dir,
     write_manifest,
 )
-from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts_json
 from airflow_provider_mdca.transforms.obfuscate import Obfuscator
 
 __all__ = [
@@ -190,7 +191,10 @@ def flatten_stage(
     with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
         for part in source.parts:
             try:
-                writer.write_all(flatten_alerts(iter_part(folder, part), max_events=max_events_per_alert, stats=stats))
+                alerts = iter_part(folder, part)
+                writer.write_encoded(
+                    flatten_alerts_json(alerts, encode=json_codec.encode, max_events=max_events_per_alert, stats=stats)
+                )
             except ValueError as exc:
                 raise ValueError(f"{source.service} {_window_text(source)}, {part.name}: {exc}") from exc
     manifest = Manifest.build(

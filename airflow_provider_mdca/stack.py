@@ -15,9 +15,8 @@ PostgreSQL as production runs it) and drives the ``airflow`` command of the runn
 SQLite under four components: the database runs in write-ahead-log mode with a one-minute busy timeout, and
 ``airflow backfill create``, which SQLite can refuse at once ("database is locked") when another process wrote
 between its read and its write, is retried after cancelling the run-less backfill it left. With another database
-(``sql_alchemy_conn``) none of that applies; Airflow 3's async engine needs an async driver (``asyncpg`` for
-PostgreSQL): without one installed, the stack switches that engine off (the few endpoints that use it, e.g. waiting
-for a run over HTTP, are not the harness's) and says so in ``stack.log``.
+(``sql_alchemy_conn``) none of that applies; Airflow 3 also opens it through an async driver (``asyncpg`` for
+PostgreSQL, in the test extra).
 The UI's user is ``admin`` (role admin); the simple auth manager generates the password into
 ``<home>/simple_auth_manager_passwords.json.generated`` (:attr:`AirflowStack.password`).
 
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -110,11 +108,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _installed(module: str) -> bool:
-    """Whether ``module`` is importable in this environment (the stack's commands run the same interpreter)."""
-    return importlib.util.find_spec(module) is not None
 
 
 def _iso(moment: datetime) -> str:
@@ -265,9 +258,6 @@ class AirflowStack:
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = f"{__name__}.SQLITE_CONNECT_ARGS"
             if self.v3:
                 env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = f"{__name__}.SQLITE_CONNECT_ARGS"
-        elif self.v3 and self.sql_alchemy_conn.startswith("postgresql") and not _installed("asyncpg"):
-            # Airflow derives postgresql+asyncpg:// for its async engine and every command fails to import asyncpg.
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = ""
         env["AIRFLOW__CORE__EXECUTOR"] = self.executor
         env.update(extra)
         return env
@@ -303,8 +293,6 @@ class AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if self.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC") == "":
-                self.note("asyncpg is not installed: Airflow's async engine is off")
             self.cli("db", "migrate", timeout=600)
             if self.sqlite:
                 # Write-ahead logging: readers (the UI, the scheduler's queries) no longer block the one writer.

@@ -11,7 +11,6 @@ Retry and status classification live here and nowhere else:
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import requests
 
+from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.client.auth import MdcaAuth, is_tls_verification_error
 from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.ratelimit import RateLimiter
@@ -152,7 +152,7 @@ class Transport:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                payload = json.loads(content)
+                payload = json_codec.decode(content)
             except ValueError:
                 raise _Retry(f"undecodable or truncated JSON body ({len(content)} bytes)") from None
             if not isinstance(payload, dict):

@@ -1,20 +1,19 @@
 """How an event looks on the wire: one compact JSON line, syslog-framed for the TLS relay.
 
-JSON escapes newlines inside values, so an event never splits across lines; unicode is kept as is.
+JSON escapes newlines inside values, so an event never splits across lines; unicode is kept as is; non-finite
+numbers (not JSON) are sent as ``null`` (:mod:`airflow_provider_mdca.json_codec`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.errors import DeliveryError
 
 __all__ = ["encode_event", "syslog_prefix"]
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def encode_event(event: Mapping[str, Any]) -> bytes:
@@ -26,7 +25,7 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
     1
     """
     try:
-        return _ENCODER.encode(event).encode("utf-8")
+        return json_codec.encode(event)
     except (TypeError, ValueError) as exc:
         raise DeliveryError(505, f"event {event.get('_id', '?')!r}: {exc}") from None
 

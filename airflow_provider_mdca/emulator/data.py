@@ -383,10 +383,15 @@ class TimeSeriesData:
         intervals: Intervals,
         now_ms: int | None = None,
         reverse: bool = False,
+        *,
+        skip: int = 0,
     ) -> Iterator[Entry]:
         """The records inside `intervals` in (timestamp, ``_id``) order (or the reverse).
 
         With `now_ms`, only those already stored then (``created <= now_ms``): the records MDCA would show.
+        `skip` drops the first records, exactly like ``itertools.islice(entries(...), skip, None)``, but
+        counts its way over runs of records that are certainly visible instead of walking them: a skip/limit
+        page deep into a window then costs about as much as the first one.
         """
         if now_ms is None:
             now_ms = INF_MS
@@ -394,12 +399,55 @@ class TimeSeriesData:
             # created > timestamp, so nothing after now can be visible: clip there and never walk the future.
             intervals = [(lo, min(hi, now_ms + 1)) for lo, hi in intervals if lo < min(hi, now_ms + 1)]
         late = (self.late_every or 0, self.late_by_ms)
+        # Records with a timestamp below `settled` are stored by now_ms whatever their index (see `created`),
+        # so `count` counts exactly the records `entries` would yield there; nearer to now_ms it may not.
+        settled = now_ms + 1 - max(5, self.late_by_ms if self.late_every else 0)
         for lo, hi in sorted(intervals, reverse=reverse):
-            walks = [stream.entries(lo, hi, reverse, now_ms, late) for stream in self.streams]
-            if len(walks) == 1:
-                yield from walks[0]
-            elif walks:
-                yield from heapq.merge(*walks, reverse=reverse)
+            # Split at `settled`: records below it all come before those at or above it, so walking the two
+            # parts one after the other (in the requested order) is walking the whole interval.
+            edge = max(lo, min(hi, settled))
+            parts = [(lo, edge, True), (edge, hi, False)]
+            for part_lo, part_hi, countable in reversed(parts) if reverse else parts:
+                if part_lo >= part_hi:
+                    continue
+                if skip and countable:
+                    part_lo, part_hi, jumped = self._jump(part_lo, part_hi, reverse, skip)
+                    skip -= jumped
+                walk = self._walk(part_lo, part_hi, reverse, now_ms, late)
+                if skip:  # what is left to skip lies in the walk's first few records (or in the uncountable part)
+                    skip -= sum(1 for _ in itertools.islice(walk, skip))
+                yield from walk
+
+    def _walk(self, lo: int, hi: int, reverse: bool, now_ms: int, late: tuple[int, int]) -> Iterator[Entry]:
+        """The visible records of ``[lo, hi)``, all streams merged in (timestamp, ``_id``) order or the reverse."""
+        walks = [stream.entries(lo, hi, reverse, now_ms, late) for stream in self.streams]
+        if len(walks) == 1:
+            return walks[0]
+        return heapq.merge(*walks, reverse=reverse)
+
+    def _jump(self, lo: int, hi: int, reverse: bool, skip: int) -> tuple[int, int, int]:
+        """Jump over at most `skip` records at the start of ``[lo, hi)`` (its end when `reverse`).
+
+        Returns the part still to walk and how many records were jumped. The cut is a timestamp: the one
+        found by binary search that jumps as many records as possible without jumping more than `skip`. Only
+        for a range where every record is visible, so that counting records is counting entries.
+        """
+        total = self.count([(lo, hi)])
+        if total <= skip:
+            return hi, hi, total
+
+        def jumped(cut: int) -> int:
+            return self.count([(cut, hi)] if reverse else [(lo, cut)])
+
+        # Invariant: cutting at `fits` jumps <= skip records, cutting at `over` jumps more.
+        fits, over = (hi, lo) if reverse else (lo, hi)
+        while abs(over - fits) > 1:
+            middle = (fits + over) // 2
+            if jumped(middle) <= skip:
+                fits = middle
+            else:
+                over = middle
+        return (lo, fits, jumped(fits)) if reverse else (fits, hi, jumped(fits))
 
     def build(self, entry: Entry) -> dict[str, Any]:
         """The full record for `entry`: a pure function of the seed and the entry's position."""

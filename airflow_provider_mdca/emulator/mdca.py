@@ -335,7 +335,7 @@ def _list(state: TenantState, config: TenantConfig, service: str, fields: dict[s
     if scan:
         return _scan_page(state, config, data, fields, intervals, now, total, state.take_omit_next_filters)
     skip, limit = _page_size(fields, config.service(service).skip_ceiling)
-    page = list(itertools.islice(data.entries(intervals, now, descending), skip, skip + limit + 1))
+    page = list(itertools.islice(data.entries(intervals, now, descending, skip=skip), limit + 1))
     meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": total}
     if service == "alerts":
         meta.update({"max": limit, "moreThanTotal": False})

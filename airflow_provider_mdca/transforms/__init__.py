@@ -11,6 +11,7 @@ from airflow_provider_mdca.transforms.flatten import (
     entity_field,
     flatten_alert,
     flatten_alerts,
+    flatten_alerts_json,
     flatten_event,
     list_field,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "entity_field",
     "flatten_alert",
     "flatten_alerts",
+    "flatten_alerts_json",
     "flatten_event",
     "list_field",
     "parse_path",

@@ -44,7 +44,7 @@ import copy
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -58,6 +58,7 @@ __all__ = [
     "entity_field",
     "flatten_alert",
     "flatten_alerts",
+    "flatten_alerts_json",
     "flatten_event",
     "list_field",
 ]
@@ -219,6 +220,110 @@ def _stream(alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenSta
             yield event
 
 
+def flatten_alerts_json(
+    alerts: Iterable[dict[str, Any]],
+    *,
+    encode: Callable[[Any], bytes],
+    max_events: int = DEFAULT_MAX_EVENTS,
+    stats: FlattenStats | None = None,
+) -> Iterator[bytes]:
+    """:func:`flatten_alerts` with each event delivered as its JSON text: ``encode(event)`` for each event it yields.
+
+    The text is assembled rather than encoded event by event: the fields an alert's events share are encoded once,
+    each entity's fields once, and an event is its pieces joined, so an alert of n events costs about one encode
+    instead of n (and no copies). ``encode`` must write a dict as one compact JSON object, keys in order and no
+    space after the separators (``{"k":v,...}``), as :func:`airflow_provider_mdca.json_codec.encode` and
+    ``json.dumps(..., separators=(",", ":"))`` do. An alert whose names collide (see the module docstring) is built
+    as dicts by the same code as :func:`flatten_alerts` and encoded whole.
+
+    >>> import json
+    >>> encode = lambda event: json.dumps(event, separators=(",", ":")).encode()
+    >>> alert = {"_id": "a", "entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 2}]}
+    >>> [line.decode() for line in flatten_alerts_json([alert], encode=encode)]
+    ['{"_id":"a","related_ips":2,"ip_id":1}', '{"_id":"a","related_ips":2,"ip_id":2}']
+    """
+    _check_max_events(max_events)
+    return _stream_json(alerts, max_events, FlattenStats() if stats is None else stats, encode)
+
+
+def _stream_json(
+    alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenStats, encode: Callable[[Any], bytes]
+) -> Iterator[bytes]:
+    for alert in alerts:
+        lines, capped = _expand_alert_json(alert, max_events, encode)
+        stats.alerts_in += 1
+        stats.capped += capped
+        stats.events_out += len(lines)  # at most max_events lines: bounded, so a list is fine
+        yield from lines
+
+
+def _expand_alert_json(
+    alert: dict[str, Any], max_events: int, encode: Callable[[Any], bytes]
+) -> tuple[list[bytes], bool]:
+    if not isinstance(alert, dict):
+        raise ValueError(f"an alert must be a dict, got {type(alert).__name__}")
+    by_type, distinct = _entity_fields_by_type(alert)
+    base = {key: value for key, value in alert.items() if key != "entities"}
+    if not by_type:
+        return [encode(base)], False
+    common = base  # base is this function's own dict: the counts go straight into it
+    for entity_type, members in by_type.items():
+        _place(common, count_field(entity_type), len(members))
+    groups = list(by_type.values())
+    if not distinct or math.prod(map(len, groups)) > max_events or not _names_are_free(common, groups):
+        # Capped, or some name must be renamed: the dict road (_expand_alert) knows both; rare, so encode its events.
+        events, capped = _expand_alert(alert, max_events)
+        return [encode(event) for event in events], capped
+    # An event is `{<common members>` + `,<one entity's members>` per group + `}`; common always holds the counts.
+    head = encode(common)[:-1]
+    pieces = [[_members(encode(fields)) for fields in group] for group in groups]
+    return [b"".join((head, *combination, b"}")) for combination in itertools.product(*pieces)], False
+
+
+def _entity_fields_by_type(alert: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """The alert's entities by type, each as its fields under their event names; whether every key kept its own name.
+
+    Types come in first-seen order. A key may lose its name: 1 and "1" both become ``<type>_1`` (not JSON, but
+    possible in a dict). The same groups and names as _group_entities and _combine lay out; validation is shared.
+    """
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    distinct = True
+    for index, entity in enumerate(_entity_list(alert)):
+        entity_type = _entity_type(alert, index, entity)
+        prefix = entity_field(entity_type, "")
+        try:  # JSON's keys are all str: the plain comprehension is the fast road, and names stay distinct
+            fields = {prefix + key: value for key, value in entity.items()}
+            if "type" in entity:
+                del fields[prefix + "type"]
+        except TypeError:  # a key that is not a str (possible in a dict)
+            fields = {prefix + str(key): value for key, value in entity.items() if key != "type"}
+            distinct = distinct and len(fields) == len(entity) - ("type" in entity)
+        by_type.setdefault(entity_type, []).append(fields)
+    return by_type, distinct
+
+
+def _names_are_free(common: Mapping[str, Any], groups: list[list[dict[str, Any]]]) -> bool:
+    """Whether no event of the alert needs a renamed field: every entity field name is new to every event.
+
+    Then each event is ``common`` followed by one entity's fields per group, in group order: what _combine builds
+    when nothing collides.
+    """
+    taken = set(common)
+    for group in groups:
+        names: set[str] = set()
+        for fields in group:
+            names.update(fields)
+        if not taken.isdisjoint(names):
+            return False
+        taken |= names
+    return True
+
+
+def _members(encoded: bytes) -> bytes:
+    """``{"a":1,"b":2}`` as ``,"a":1,"b":2``, to follow other members; ``{}`` as nothing."""
+    return b"," + encoded[1:-1] if len(encoded) > 2 else b""
+
+
 def _expand_alert(alert: dict[str, Any], max_events: int) -> tuple[Iterator[Event], bool]:
     """The alert's events (lazily, so a stream never holds one alert's thousand events) and whether capped."""
     _check_max_events(max_events)
@@ -250,21 +355,30 @@ def _capped_event(alert: dict[str, Any], groups: list[_Group], combinations: int
 
 
 def _group_entities(alert: dict[str, Any]) -> list[_Group]:
+    by_type: dict[str, list[dict[str, Any]]] = {}  # dicts keep insertion order: types stay in first-seen order
+    for index, entity in enumerate(_entity_list(alert)):
+        entity_type = _entity_type(alert, index, entity)
+        by_type.setdefault(entity_type, []).append({key: value for key, value in entity.items() if key != "type"})
+    return [_Group(entity_type, True, members) for entity_type, members in by_type.items()]
+
+
+def _entity_list(alert: dict[str, Any]) -> list[Any]:
     entities = alert.get("entities")
     if entities is None:
         return []
     if not isinstance(entities, list):
         raise ValueError(f"alert {alert.get('_id', '?')!r}: 'entities' must be a list, got {type(entities).__name__}")
-    by_type: dict[str, list[dict[str, Any]]] = {}  # dicts keep insertion order: types stay in first-seen order
-    for index, entity in enumerate(entities):
-        if not isinstance(entity, dict):
-            raise ValueError(
-                f"alert {alert.get('_id', '?')!r}: entities[{index}] must be a dict, got {type(entity).__name__}"
-            )
-        raw_type = entity.get("type")
-        entity_type = UNKNOWN_TYPE if raw_type is None or raw_type == "" else str(raw_type)
-        by_type.setdefault(entity_type, []).append({key: value for key, value in entity.items() if key != "type"})
-    return [_Group(entity_type, True, members) for entity_type, members in by_type.items()]
+    return entities
+
+
+def _entity_type(alert: dict[str, Any], index: int, entity: Any) -> str:
+    """The group of ``entity``, the alert's ``entities[index]``; entities without a type form ``unknown``."""
+    if not isinstance(entity, dict):
+        raise ValueError(
+            f"alert {alert.get('_id', '?')!r}: entities[{index}] must be a dict, got {type(entity).__name__}"
+        )
+    raw_type = entity.get("type")
+    return UNKNOWN_TYPE if raw_type is None or raw_type == "" else str(raw_type)
 
 
 def _validate_args(args: Sequence[Mapping[str, Any]]) -> list[_Group]:

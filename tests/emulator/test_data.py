@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import pairwise
+from itertools import islice, pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_mdca.emulator import Rate, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
 from airflow_provider_mdca.emulator.data import HOUR_MS, INF_MS, SnapshotData, TimeSeriesData
@@ -197,6 +199,73 @@ class TestDeterminismAndLateness:
         visible_soon = list(data.entries(ALL, now_ms=T0 + 1_010))
         assert len(visible_soon) == 90
         assert len(list(data.entries(ALL, now_ms=T0 + 999 + MIN))) == 100
+
+
+# A window across an hour boundary, so that rates contribute two hours of records.
+BASE = T0 - T0 % HOUR_MS + HOUR_MS - 1_500
+SPAN = 3_000
+
+
+@st.composite
+def time_series(draw: st.DrawFn) -> TimeSeriesData:
+    """Small services: a few segments and rates with clusters, and maybe late records."""
+    sizes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
+    offsets = st.integers(0, SPAN - 1)
+    segment = st.builds(
+        lambda a, b, count, cluster: Segment(BASE + min(a, b), BASE + max(a, b) + 1, count, cluster),
+        offsets,
+        offsets,
+        st.integers(0, 300),
+        sizes,
+    )
+    rate = st.builds(
+        lambda per_hour, cluster, start: Rate(per_hour, cluster, None if start is None else BASE + start),
+        st.integers(0, 200_000),
+        sizes,
+        st.none() | offsets,
+    )
+    specs = draw(st.lists(segment | rate, min_size=1, max_size=3))
+    late_every = draw(st.none() | st.integers(0, 5))
+    return TimeSeriesData("alerts", draw(st.integers(0, 3)), specs, late_every, draw(st.integers(0, 2_000)))
+
+
+class TestSkip:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        data=time_series(),
+        intervals=st.lists(
+            st.tuples(st.integers(-100, SPAN + 100), st.integers(-100, SPAN + 100)).map(
+                lambda bounds: (BASE + bounds[0], BASE + bounds[1])
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        now_ms=st.none() | st.integers(-100, SPAN + 2_500).map(lambda offset: BASE + offset),
+        reverse=st.booleans(),
+        draw=st.data(),
+    )
+    def test_skip_is_islice(self, data, intervals, now_ms, reverse, draw):
+        walked = list(data.entries(intervals, now_ms, reverse))
+        skip = draw.draw(st.integers(0, len(walked) + 3), label="skip")
+        assert list(data.entries(intervals, now_ms, reverse, skip=skip)) == walked[skip:]
+        assert list(data.entries(intervals, now_ms, reverse, skip=skip)) == list(
+            islice(data.entries(intervals, now_ms, reverse), skip, None)
+        )
+
+    @pytest.mark.parametrize("reverse", [False, True])
+    def test_skip_beyond_the_total_is_empty(self, reverse):
+        data = TimeSeriesData("alerts", 1, [Segment(T0, T0 + 1_000, 100, (1, 3))], late_every=7, late_by_ms=MIN)
+        visible = len(list(data.entries(ALL, now_ms=T0 + 1_010)))
+        assert 0 < visible < 100
+        for skip in (visible, visible + 1, 10**6):
+            assert list(data.entries(ALL, T0 + 1_010, reverse, skip=skip)) == []
+
+    @pytest.mark.parametrize("reverse", [False, True])
+    def test_deep_skip_jumps_instead_of_walking(self, reverse):
+        # A billion records: walking 10**8 of them would take minutes, jumping takes microseconds.
+        data = TimeSeriesData("alerts", 1, [Segment(T0, T0 + 10 * HOUR_MS, 10**9)])
+        entry = next(data.entries(ALL, reverse=reverse, skip=10**8))
+        assert entry[4] == (10**9 - 1 - 10**8 if reverse else 10**8)
 
 
 class TestTenantConfig:

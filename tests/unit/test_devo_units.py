@@ -84,8 +84,19 @@ def test_events_are_one_compact_line_with_unicode_kept():
 
 def test_an_unserialisable_event_is_delivery_error_505():
     with pytest.raises(DeliveryError) as info:
-        encode_event({"_id": "x", "bad": float("nan")})
+        encode_event({"_id": "x", "bad": object()})
     assert info.value.code == 505
+    assert "'x'" in str(info.value)
+
+
+def test_non_finite_numbers_are_sent_as_null_so_every_event_is_json():
+    line = encode_event({"_id": "x", "nan": float("nan"), "inf": float("-inf"), "n": 1.5})
+    assert json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == {
+        "_id": "x",
+        "nan": None,
+        "inf": None,
+        "n": 1.5,
+    }
 
 
 def test_syslog_prefix_shape():

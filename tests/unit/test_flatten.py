@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import logging
 import math
 import re
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
 
+from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.transforms import flatten
 from airflow_provider_mdca.transforms.flatten import (
     FlattenStats,
@@ -21,6 +23,7 @@ from airflow_provider_mdca.transforms.flatten import (
     entity_field,
     flatten_alert,
     flatten_alerts,
+    flatten_alerts_json,
     flatten_event,
     list_field,
 )
@@ -426,3 +429,61 @@ def test_flatten_alert_properties(base, entities, none_when_empty, max_events):
 
 def _strip_prefix(event: dict[str, Any], t: str) -> dict[str, Any]:
     return {key[len(t) + 1 :]: value for key, value in event.items() if key.startswith(f"{t}_")}
+
+
+# ---- the JSON road: flatten_alerts_json builds exactly the text of flatten_alerts' events ----
+
+# Alert keys that collide with derived names (a count, an entity field, their entity_ renames) next to plain ones.
+COLLIDING_KEYS = [*BASE_KEYS, "related_users", "user_id", "entity_user_id", "ip_label", "unknown_id"]
+# Entity keys that collide across types ("user" + "_x_id" vs "user_x" + "_id") or as names (1 and "1").
+ENTITY_KEYS = st.sampled_from(["id", "label", "x_id", 1, "1", "type2"])
+ANY_ENTITY = st.dictionaries(ENTITY_KEYS, JSONISH, max_size=3).flatmap(
+    lambda fields: st.sampled_from([*TYPES, "user_x", None, ""]).map(
+        lambda kind: fields if kind is None else {"type": kind, **fields}
+    )
+)
+
+
+def _json_encode(event: Any) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@PROPERTY
+@given(
+    alerts=st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from(COLLIDING_KEYS), JSONISH, max_size=4),
+            st.none() | st.lists(ANY_ENTITY | ALERT_ENTITY, max_size=7),
+        ).map(
+            lambda pair: pair[0] if pair[1] is None and "entities" not in pair[0] else {**pair[0], "entities": pair[1]}
+        ),
+        max_size=4,
+    ),
+    max_events=st.integers(1, 12),
+    encoder=st.sampled_from([json_codec.encode, _json_encode]),
+)
+def test_the_json_road_writes_exactly_the_events_of_the_dict_road(alerts, max_events, encoder):
+    dict_stats, json_stats = FlattenStats(), FlattenStats()
+    events = list(flatten_alerts(copy.deepcopy(alerts), max_events=max_events, stats=dict_stats))
+    lines = list(flatten_alerts_json(alerts, encode=encoder, max_events=max_events, stats=json_stats))
+    assert lines == [encoder(event) for event in events]
+    assert json_stats == dict_stats
+    note_event(f"capped={json_stats.capped > 0}, events per alert={len(lines) / max(1, len(alerts)):.0f}")
+
+
+def test_the_json_road_renames_collisions_like_the_dict_road():
+    alert = {"_id": "a", "user_id": "alert's", "entities": [{"type": "user", "id": "u1"}, {"type": "user", "id": 2}]}
+    lines = list(flatten_alerts_json([alert], encode=_json_encode))
+    assert [json.loads(line) for line in lines] == [
+        {"_id": "a", "user_id": "alert's", "related_users": 2, "entity_user_id": "u1"},
+        {"_id": "a", "user_id": "alert's", "related_users": 2, "entity_user_id": 2},
+    ]
+
+
+def test_the_json_road_refuses_what_the_dict_road_refuses():
+    with pytest.raises(ValueError, match=r"alert 'a': entities\[1\] must be a dict, got str"):
+        list(flatten_alerts_json([{"_id": "a", "entities": [{"id": 1}, "x"]}], encode=_json_encode))
+    with pytest.raises(ValueError, match="an alert must be a dict, got list"):
+        list(flatten_alerts_json([[]], encode=_json_encode))  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="max_events"):
+        flatten_alerts_json([], encode=_json_encode, max_events=0)
