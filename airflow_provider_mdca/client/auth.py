@@ -20,6 +20,7 @@ import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from airflow_provider_mdca.client.config import MDCA_SCOPE, MdcaConfig
+from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.errors import SetupError
 from airflow_provider_mdca.redaction import register_secret
 
@@ -94,8 +95,10 @@ class _RecordingHttpClient:
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override session.verify.
-        kwargs.setdefault("verify", self._session.verify)
+        # Per request, as requests would resolve them from the environment (client/environment.py): the client's
+        # session does not read the environment itself.
+        kwargs.setdefault("verify", environment_verify(self._session.verify))
+        kwargs.setdefault("proxies", environment_proxies(url))
         attempt = 0
         while True:
             self.last_status, self.last_exception = None, None

@@ -57,12 +57,11 @@ class Window:
 class _BoundaryDedupe:
     """Remembers the ``_id``s seen at the highest timestamp so far and drops them if they come again."""
 
-    time_field: str
     last_ts: int | None = None
     ids_at_last_ts: set[str] = field(default_factory=set)
 
-    def admit(self, record: dict[str, Any]) -> bool:
-        ts = _timestamp(record, self.time_field)
+    def admit(self, record: dict[str, Any], ts: int) -> bool:
+        """Whether ``record``, whose timestamp is ``ts``, is new (the caller has read ``ts`` already)."""
         rid = str(record.get("_id"))
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
@@ -98,7 +97,7 @@ class _WindowedPaginator:
         self.filter_field = filter_field
         self.time_field = time_field
         self.stats = stats
-        self.dedupe = _BoundaryDedupe(time_field)
+        self.dedupe = _BoundaryDedupe()
 
     def _admit(self, record: dict[str, Any]) -> bool:
         ts = _timestamp(record, self.time_field)
@@ -106,7 +105,7 @@ class _WindowedPaginator:
             # The window is half-open: the next window owns its start, so a record here would be doubled.
             self.stats.out_of_window_dropped += 1
             return False
-        if not self.dedupe.admit(record):
+        if not self.dedupe.admit(record, ts):
             self.stats.duplicates_dropped += 1
             return False
         return True

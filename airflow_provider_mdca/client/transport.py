@@ -24,6 +24,7 @@ import requests
 from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.client.auth import MdcaAuth, is_tls_verification_error
 from airflow_provider_mdca.client.config import MdcaConfig
+from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
@@ -70,6 +71,8 @@ class Transport:
         self._session = session
         self._limiter = limiter or RateLimiter(config.requests_per_minute, sleep=sleep)
         self._sleep = sleep
+        self._proxies = environment_proxies(config.base_url)
+        self._verify = environment_verify(config.verify)
 
     def post_json(
         self,
@@ -132,9 +135,14 @@ class Transport:
 
     def _attempt(self, url: str, body: dict[str, Any], *, auth: MdcaAuth, context: RequestContext) -> dict[str, Any]:
         try:
-            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session-level verify path.
+            # verify and proxies per request, as the environment gave them once (client/environment.py).
             response = self._session.post(
-                url, json=body, auth=auth, timeout=self._config.timeout, verify=self._config.verify
+                url,
+                json=body,
+                auth=auth,
+                timeout=self._config.timeout,
+                verify=self._verify,
+                proxies=self._proxies,
             )
             content = response.content  # read it all here, so a cut connection is a retry, not a crash later
         except requests.RequestException as exc:

@@ -261,62 +261,81 @@ def activity(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
     return parsed
 
 
-def _alert_entity(bits: int, kind: str) -> dict[str, Any]:
-    _alias, display, upn = _person(bits)
+# Pre-serialised fragments for the alert template (alerts pages are 100 records, so the emulator's per-record cost
+# is most of a page's round trip): per-record work is then a few table lookups and one f-string per entity.
+_PERSON_ENTITY_JSON = tuple(
+    f'"id":"{alias}@{_DOMAIN}","label":{_quoted(display)},"pa":"{alias}@{_DOMAIN}","inst":0,"saas":11161'
+    for alias, display in _PEOPLE
+)
+_SERVICE_ENTITY_JSON = tuple(f'"id":{app_id},"label":{_quoted(name)}' for app_id, name in _APPS)
+_FILE_ENTITY_JSON = tuple((f"|{_escaped(name)}", _quoted(name)) for name, *_rest in _FILES)
+_COUNTRY_ENTITY_JSON = tuple(f'"id":"{country}","label":"{country}"' for country, *_rest in _PLACES)
+_ALERT_TITLES_JSON = tuple(
+    (
+        _quoted(title),
+        tuple(
+            tuple(_quoted(template.format(user=display, city=place[1])) for place in _PLACES) for _a, display in _PEOPLE
+        ),
+    )
+    for title, template in _ALERT_TITLES
+)
+
+
+def _alert_entity_json(bits: int, kind: str) -> str:
+    """One related entity of an alert as compact JSON text (ids keep MDCA's types: int for services and groups)."""
     if kind in ("account", "user"):
-        return {"type": kind, "id": upn, "label": display, "pa": upn, "inst": 0, "saas": 11161}
-    if kind == "service":
-        app_id, app_name = _APPS[bits % 10]
-        return {"type": "service", "id": app_id, "label": app_name}  # int id, as MDCA sends
-    if kind == "policyRule":
-        return {"type": "policyRule", "id": _hex(bits, 24), "label": "Mass download", "policyType": "ANOMALY"}
-    if kind == "file":
-        name = _FILES[bits % 8][0]
-        return {"type": "file", "id": f"{_hex(bits, 8)}|{name}", "label": name}
-    if kind == "device":
-        return {"type": "device", "id": _guid(bits), "label": f"LAPTOP-{bits % 9000 + 1000}"}
-    if kind == "ip":
+        fields = _PERSON_ENTITY_JSON[bits % len(_PEOPLE)]
+    elif kind == "service":
+        fields = _SERVICE_ENTITY_JSON[bits % 10]
+    elif kind == "policyRule":
+        fields = f'"id":"{_hex(bits, 24)}","label":"Mass download","policyType":"ANOMALY"'
+    elif kind == "file":
+        name, label = _FILE_ENTITY_JSON[bits % 8]
+        fields = f'"id":"{_hex(bits, 8)}{name}","label":{label}'
+    elif kind == "device":
+        fields = f'"id":"{_guid(bits)}","label":"LAPTOP-{bits % 9000 + 1000}"'
+    elif kind == "ip":
         ip = _ip(bits)
-        return {"type": "ip", "id": ip, "label": ip}
-    if kind == "country":
-        country = _PLACES[bits % 10][0]
-        return {"type": "country", "id": country, "label": country}
-    if kind == "domain":
-        return {"type": "domain", "id": _DOMAIN, "label": _DOMAIN}
-    return {"type": "groupTag", "id": bits % 100_000, "label": "Administrators"}  # int id too
+        fields = f'"id":"{ip}","label":"{ip}"'
+    elif kind == "country":
+        fields = _COUNTRY_ENTITY_JSON[bits % 10]
+    elif kind == "domain":
+        fields = f'"id":"{_DOMAIN}","label":"{_DOMAIN}"'
+    else:
+        fields = f'"id":{bits % 100_000},"label":"Administrators"'
+    return f'{{"type":"{kind}",{fields}}}'
+
+
+def alert_json(h: int, _id: str, ts: int, created: int) -> str:
+    """An alert (``/api/v1/alerts/``) with 0..N related entities, as compact JSON text.
+
+    The one source of truth for the alert shape: :func:`alert` parses this.
+    """
+    h2 = _mix(h)
+    title, descriptions = _ALERT_TITLES_JSON[h % len(_ALERT_TITLES)]
+    description = descriptions[(h >> 8) % len(_PEOPLE)][(h >> 12) % 10]
+    entities = []
+    bits = h2
+    for position in range(_ENTITY_COUNTS[(h >> 16) % len(_ENTITY_COUNTS)]):
+        # The first entities are the usual account/user/service; the rest are drawn from every kind.
+        kind = _ENTITY_KINDS[position] if position < 3 else _ENTITY_KINDS[bits % len(_ENTITY_KINDS)]
+        entities.append(_alert_entity_json(bits, kind))
+        bits = _mix(bits)
+    status = (h >> 20) % 3
+    return (
+        f'{{"_id":"{_id}","contextId":"emulator","timestamp":{ts},"title":{title},"description":{description},'
+        f'"severityValue":{(h >> 24) % 3},"statusValue":{status},'
+        f'"resolutionStatusValue":{0 if status == 0 else 1 + (h >> 26) % 4},'
+        f'"isSystemAlert":{"true" if (h >> 30) % 4 == 0 else "false"},"isPreview":false,'
+        f'"threatScore":{(h2 >> 8) % 100},"entities":[{",".join(entities)}],"stories":[{(h >> 32) % 4}],'
+        f'"URL":"https://emulator.portal.cloudappsecurity.com/#/alerts/{_id}"}}'
+    )
 
 
 def alert(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
-    """An alert (``/api/v1/alerts/``) with 0..N related entities."""
-    h2 = _mix(h)
-    title, template = _ALERT_TITLES[h % len(_ALERT_TITLES)]
-    display = _person(h >> 8)[1]
-    city = _PLACES[(h >> 12) % 10][1]
-    n_entities = _ENTITY_COUNTS[(h >> 16) % len(_ENTITY_COUNTS)]
-    entities = []
-    bits = h2
-    for position in range(n_entities):
-        # The first entities are the usual account/user/service; the rest are drawn from every kind.
-        kind = _ENTITY_KINDS[position] if position < 3 else _ENTITY_KINDS[bits % len(_ENTITY_KINDS)]
-        entities.append(_alert_entity(bits, kind))
-        bits = _mix(bits)
-    status = (h >> 20) % 3
-    return {
-        "_id": _id,
-        "contextId": "emulator",
-        "timestamp": ts,
-        "title": title,
-        "description": template.format(user=display, city=city),
-        "severityValue": (h >> 24) % 3,
-        "statusValue": status,
-        "resolutionStatusValue": 0 if status == 0 else 1 + (h >> 26) % 4,
-        "isSystemAlert": (h >> 30) % 4 == 0,
-        "isPreview": False,
-        "threatScore": (h2 >> 8) % 100,
-        "entities": entities,
-        "stories": [(h >> 32) % 4],
-        "URL": f"https://emulator.portal.cloudappsecurity.com/#/alerts/{_id}",
-    }
+    """An alert as a dict (parsed from :func:`alert_json`)."""
+    parsed: dict[str, Any] = json.loads(alert_json(h, _id, ts, created))
+    return parsed
 
 
 def file(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
@@ -439,7 +458,7 @@ def _snapshot(build: Callable[[int, str, int], dict[str, Any]]) -> RecordShape:
 
 TIME_BUILDERS: dict[str, RecordShape] = {
     "activities": RecordShape(activity, activity_json),
-    "alerts": _from_builder(alert),
+    "alerts": RecordShape(alert, alert_json),
     "files": _from_builder(file),
 }
 SNAPSHOT_BUILDERS: dict[str, RecordShape] = {"entities": _snapshot(entity), "subnet": _snapshot(subnet)}

@@ -10,6 +10,7 @@ import pytest
 
 MODULES = [
     "airflow_provider_mdca.redaction",
+    "airflow_provider_mdca.json_codec",
     "airflow_provider_mdca.client.transport",
     "airflow_provider_mdca.devo.framing",
     "airflow_provider_mdca.devo.sender",

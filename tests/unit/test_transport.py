@@ -42,9 +42,11 @@ class FakeSession:
     def __init__(self, *answers: requests.Response | BaseException) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.kwargs: dict[str, Any] = {}
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         self.calls += 1
+        self.kwargs = kwargs
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
             raise answer
@@ -190,3 +192,57 @@ def test_secrets_in_a_response_body_never_reach_the_error():
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "expected"),
+    [("", {"https": "http://proxy.corp:3128"}), ("mdca.test", {})],
+)
+def test_proxies_come_from_the_environment_once_and_no_proxy_goes_direct(monkeypatch, no_proxy, expected):
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    session = FakeSession(response(200, {"data": []}), response(200, {"data": []}))
+    transport = Transport(CONFIG, session, limiter=RateLimiter(None), sleep=lambda _s: None)  # type: ignore[arg-type]
+    monkeypatch.setenv("HTTPS_PROXY", "http://read-too-late:1")  # read once, when the transport was made
+    for _ in range(2):
+        transport.post_json(
+            "https://mdca.test/api/v1/alerts/", {}, auth=FakeAuth(), context=CONTEXT, stats=FetchStats()
+        )
+        # No other proxy variable here: what requests would use for https://mdca.test, and nothing more.
+        assert session.kwargs["proxies"].get("https") == expected.get("https")
+        assert session.kwargs["proxies"] == {} or not no_proxy
+    assert session.kwargs["verify"] is True, "TLS verification is always explicit"
+
+
+@pytest.mark.parametrize(
+    ("verify", "bundle_variable", "expected"),
+    [
+        (True, "REQUESTS_CA_BUNDLE", "/corp/ca.pem"),
+        (True, "CURL_CA_BUNDLE", "/corp/ca.pem"),
+        (True, None, True),
+        ("/own/ca.pem", "REQUESTS_CA_BUNDLE", "/own/ca.pem"),
+    ],
+)
+def test_verify_true_takes_the_environment_bundle_as_requests_would_and_a_path_wins(
+    monkeypatch, verify, bundle_variable, expected
+):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    if bundle_variable:
+        monkeypatch.setenv(bundle_variable, "/corp/ca.pem")
+    session = FakeSession(response(200, {"data": []}))
+    config = MdcaConfig(base_url="https://mdca.test/", tenant_id="t", client_id="c", client_secret="s", verify=verify)
+    transport = Transport(config, session, limiter=RateLimiter(None), sleep=lambda _s: None)  # type: ignore[arg-type]
+    transport.post_json("https://mdca.test/api/v1/alerts/", {}, auth=FakeAuth(), context=CONTEXT, stats=FetchStats())
+    assert session.kwargs["verify"] == expected
+
+
+def test_the_client_session_ignores_the_environment_so_verify_and_proxies_stay_explicit():
+    from airflow_provider_mdca.client import MdcaClient
+
+    with MdcaClient(CONFIG) as client:
+        assert client._session.trust_env is False
