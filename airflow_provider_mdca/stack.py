@@ -103,7 +103,8 @@ class DagRun:
         return self.state in TERMINAL_STATES
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for a server the caller starts next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -198,7 +199,7 @@ class AirflowStack:
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.v3 = AIRFLOW_V3
-        self.port = _free_port() if self.v3 else 0
+        self.port = free_port() if self.v3 else 0
         self.pools = dict(pools if pools is not None else {"mdca_api": 1})
         self.run_triggerer = triggerer
         self.marker = uuid.uuid4().hex

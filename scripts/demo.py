@@ -120,20 +120,6 @@ def collector_config(ranges: dict[str, Range]) -> dict[str, Any]:
     return {"defaults": {"retry_delay": 10, "max_active_runs": 2}, "services": services}
 
 
-def devo_connection(devo: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "conn_type": "devo",
-        "host": devo["relay_host"],
-        "port": devo["relay_port"],
-        "extra": {
-            "transport": "tls",
-            "cert": devo["client_cert"],
-            "key": devo["client_key"],
-            "chain": devo["ca_bundle"],
-        },
-    }
-
-
 # -- what Devo should hold, and what it holds ----------------------------------------------------------------------
 
 
@@ -326,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             config.write_text(yaml.safe_dump(collector_config(ranges), sort_keys=False), encoding="utf-8")
             env = {
                 "AIRFLOW_CONN_MDCA_DEFAULT": json.dumps(emulator.connection()),
-                "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(devo_connection(devo_info)),
+                "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(emulator.devo_connection()),
                 "MDCA_COLLECTOR_CONFIG": str(config),
             }
             stack = AirflowStack(VAR / "airflow-home", ROOT / "dags", env, parallelism=3)

@@ -101,6 +101,21 @@ class EmulatorProcess:
             },
         }
 
+    def devo_connection(self) -> dict[str, Any]:
+        """An Airflow ``devo`` connection (JSON form) to the emulated relay, over mutual TLS."""
+        devo = self.info["devo"]
+        return {
+            "conn_type": "devo",
+            "host": devo["relay_host"],
+            "port": devo["relay_port"],
+            "extra": {
+                "transport": "tls",
+                "cert": devo["client_cert"],
+                "key": devo["client_key"],
+                "chain": devo["ca_bundle"],
+            },
+        }
+
     def truth(self, service: str, start_ms: int, end_ms: int, tenant_id: str | None = None) -> list[str]:
         """The ids a complete read must return, from the admin API (records visible now)."""
         tid = self.tenant(tenant_id)["tenant_id"]

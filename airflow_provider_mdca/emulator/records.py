@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
+from airflow_provider_mdca import json_codec
 
 __all__ = ["SNAPSHOT_BUILDERS", "TIME_BUILDERS", "RecordShape"]
 
@@ -423,13 +423,10 @@ def subnet(h: int, _id: str, index: int) -> dict[str, Any]:
     }
 
 
-_ENCODER = msgspec.json.Encoder()
-
-
 def _dumps(obj: Any) -> str:
     # The text json.dumps(obj, separators=(",", ":"), ensure_ascii=False) writes, at a seventh of its cost: the
     # emulator builds every record it serves, so this is most of a page's CPU (tests/emulator checks the identity).
-    return _ENCODER.encode(obj).decode()
+    return json_codec.encode(obj).decode()
 
 
 Builder = Callable[[int, str, int, int], dict[str, Any]]

@@ -65,21 +65,6 @@ def recent_plan(period: timedelta, windows: int) -> Plan:
     return Plan(now - timedelta(seconds=5) - period * windows, period, windows)
 
 
-def devo_connection(devo: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``devo`` connection (JSON form) to the emulated relay over mutual TLS."""
-    return {
-        "conn_type": "devo",
-        "host": devo["relay_host"],
-        "port": devo["relay_port"],
-        "extra": {
-            "transport": "tls",
-            "cert": devo["client_cert"],
-            "key": devo["client_key"],
-            "chain": devo["ca_bundle"],
-        },
-    }
-
-
 def write_collector_config(path: Path, plan: Plan, services: Mapping[str, Mapping[str, Any]]) -> Path:
     """A collector config: only ``services`` enabled (with their overrides), windows of the plan, no lag."""
     config = {

@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,8 @@ from types import TracebackType
 from typing import Any
 
 import psycopg2
+
+from airflow_provider_mdca.stack import free_port
 
 __all__ = ["SEARCHED", "PostgresNotInstalled", "PostgresServer", "find_server_bin"]
 
@@ -54,13 +55,6 @@ def find_server_bin(pattern: str = SEARCHED) -> Path:
             "(apt-get install -y --no-install-recommends postgresql)"
         )
     return max(found, key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)] or [0])
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -143,7 +137,7 @@ class PostgresServer:
 
     def _serve(self, timeout: float) -> bool:
         """Start ``postgres`` on a free port and wait until it answers; False if it exited (e.g. the port was taken)."""
-        self.port = _free_port()
+        self.port = free_port()
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(
                 [

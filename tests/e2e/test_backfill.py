@@ -34,7 +34,6 @@ from tests.e2e.conftest import (
     DevoAdmin,
     Plan,
     canonical,
-    devo_connection,
     exactly_once_report,
     expected_alert_events,
     ms,
@@ -122,7 +121,7 @@ def backfilled(
     mdca = emulator.connection(requests_per_minute=100_000, backoff_base=0.1, backoff_max=1, retry_after_default=1)
     env = {
         "AIRFLOW_CONN_MDCA_DEFAULT": json.dumps(mdca),
-        "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(devo_connection(emulator.info["devo"])),
+        "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(emulator.devo_connection()),
         "MDCA_COLLECTOR_CONFIG": str(config),
     }
     began = time.monotonic()

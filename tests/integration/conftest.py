@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_mdca.stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-blob"
 
@@ -44,13 +46,6 @@ class Azurite:
         )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
@@ -69,7 +64,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _start(location: Path, log: Path) -> tuple[subprocess.Popen[bytes], int] | None:
-    port = _free_port()
+    port = free_port()
     command = [
         str(AZURITE),
         *("--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location)),
