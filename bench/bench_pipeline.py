@@ -12,11 +12,12 @@ What it measures (issue 4, "Benchmark"), against the emulators (MDCA + Entra ID 
    events). ``stage max`` and ``emu max``: records per CPU-second of the stage's process and of the emulator
    process, i.e. the rate each could sustain with a whole core to itself. The lower one is the bottleneck; when the
    emulator's is below the target, the emulator, not the collector, limits the stage (the output says so). A fetch
-   waits for each page, so the two take turns: on an idle machine its rate is about records / (stage + emulator CPU
-   seconds), which the notes print. ``others``: cores used by every other process of the machine meanwhile (a busy
-   machine slows the wall-clock rate, not the ceilings). ``peak MB``: the child's ``ru_maxrss``, imports included
-   (about 32 MB of it). ``d10k``: that peak minus the same stage's peak on the 10k window (streaming stays flat
-   however large the window).
+   waits for each page; the emulator builds the next page while the client takes in the last (its read-ahead, as a
+   real MDCA computes on servers of its own), so the two overlap. Without that, they would take turns: about
+   records / (stage + emulator CPU seconds), which the notes print for a slow stage. ``others``: cores used by
+   every other process of the machine meanwhile (a busy machine slows the wall-clock rate, not the ceilings).
+   ``peak MB``: the child's ``ru_maxrss``, imports included (about 32 MB of it). ``d10k``: that peak minus the same
+   stage's peak on the 10k window (streaming stays flat however large the window).
 
    Targets: ``rate`` >= 20,000 records/s (full windows; on a 10k window the TLS sender's one-off 1 s certificate
    check dominates), ``<=256`` peak <= 256 MB on both windows, ``flat`` d10k <= 32 MB. After each ship the Devo
@@ -430,7 +431,7 @@ def _why_slow(run: StageRun) -> str:
     context = ""
     if emulator != float("inf"):
         turns = float(full["records"]) / (float(full["stage_cpu_s"]) + float(full["emulator_cpu_s"]))
-        context = f"; taking turns (request, then answer) on an idle machine: about {turns:,.0f}/s"
+        context = f"; were they to take turns (request, then answer), about {turns:,.0f}/s on an idle machine"
     if run.stage == "ship tls":
         context += "; includes the TLS sender's one-off 1 s wait for a certificate refusal"
     if run.others > 0.1:

@@ -323,24 +323,62 @@ def _list(state: TenantState, config: TenantConfig, service: str, fields: dict[s
     data = state.data(service)
     if isinstance(data, SnapshotData):
         return _snapshot_page(data, service, config.service(service).skip_ceiling, fields)
+    window = FILTER_FIELD[service]
+    intervals = parse_window(window, fields.get("filters"))
+    return _time_series_page(state, config, data, fields, intervals, state.take_omit_next_filters)
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    """One page request of a time-based service, parsed: what both kinds of page (scan, skip/limit) work from."""
+
+    state: TenantState
+    config: TenantConfig
+    data: TimeSeriesData
+    fields: dict[str, Any]
+    intervals: Intervals
+    now: int
+    total: int
+
+    def follow_up(self, next_fields: dict[str, Any]) -> Callable[[], Prepared | None]:
+        """Builds, once this page is sent, the page ``next_fields`` asks for (see read-ahead below)."""
+        return functools.partial(_prepare, self.state, self.config, self.data.service, next_fields)
+
+
+def _time_series_page(
+    state: TenantState,
+    config: TenantConfig,
+    data: TimeSeriesData,
+    fields: dict[str, Any],
+    intervals: Intervals,
+    omit_next: Callable[[], bool],
+) -> Reply:
+    """A page of a time-based service: an activities scan page, or a skip/limit page."""
+    service = data.service
     scan = fields.get("isScan", False)
     if not isinstance(scan, bool):
         raise BadRequest("isScan", "isScan is not valid")
     scan = scan and service == "activities"
     descending = _sort(fields, {FILTER_FIELD[service], RECORD_TIME_FIELD[service]}, scan)
-    window = FILTER_FIELD[service]
-    intervals = parse_window(window, fields.get("filters"))
     now = state.now_ms()
     total = data.count([(lo, min(hi, now + 1)) for lo, hi in intervals if lo <= now])
-    if scan:
-        return _scan_page(state, config, data, fields, intervals, now, total, state.take_omit_next_filters)
-    skip, limit = _page_size(fields, config.service(service).skip_ceiling)
-    page = list(itertools.islice(data.entries(intervals, now, descending, skip=skip), limit + 1))
-    meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": total}
-    if service == "alerts":
+    query = _PageQuery(state, config, data, fields, intervals, now, total)
+    return _scan_page(query, omit_next) if scan else _skip_page(query, descending)
+
+
+def _skip_page(query: _PageQuery, descending: bool) -> Reply:
+    """A skip/limit page; when more follow, the page at the next skip is the expected next request."""
+    data = query.data
+    skip, limit = _page_size(query.fields, query.config.service(data.service).skip_ceiling)
+    page = list(itertools.islice(data.entries(query.intervals, query.now, descending, skip=skip), limit + 1))
+    meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": query.total}
+    if data.service == "alerts":
         meta.update({"max": limit, "moreThanTotal": False})
     del page[limit:]
-    return _page_reply(data.render_page(page), len(page), meta)
+    reply = _page_reply(data.render_page(page), len(page), meta)
+    if meta["hasNext"]:
+        reply.follow_up = query.follow_up({**query.fields, "skip": skip + len(page)})
+    return reply
 
 
 def _snapshot_page(data: SnapshotData, service: str, ceiling: int | None, fields: dict[str, Any]) -> Reply:
@@ -357,23 +395,15 @@ def _snapshot_page(data: SnapshotData, service: str, ceiling: int | None, fields
     return _page_reply(data.render_page(indices), len(indices), meta)
 
 
-def _scan_page(
-    state: TenantState,
-    config: TenantConfig,
-    data: TimeSeriesData,
-    fields: dict[str, Any],
-    intervals: Intervals,
-    now: int,
-    total: int,
-    omit_next: Callable[[], bool],
-) -> Reply:
+def _scan_page(query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
     """A scan page: never splits a timestamp across pages; ``nextQueryFilters`` continues where it stopped."""
+    data, fields = query.data, query.fields
     limit = _int_field(fields, "limit", SCAN_DEFAULT)
     if not SCAN_MIN <= limit <= SCAN_MAX:
         raise BadRequest("limit", f"limit is not valid: scan mode takes {SCAN_MIN}..{SCAN_MAX}")
     if _int_field(fields, "skip", 0) != 0:
         raise BadRequest("skip", "skip is not valid in scan mode")
-    entries = data.entries(intervals, now)
+    entries = data.entries(query.intervals, query.now)
     page: list[Entry] = list(itertools.islice(entries, limit))
     following = next(entries, None)
     next_gte: int | None = None
@@ -390,24 +420,25 @@ def _scan_page(
                 page.append(following)
                 following = next(entries, None)
             next_gte = None if following is None else last_ts + 1
-    meta: dict[str, Any] = {"hasNext": next_gte is not None, "total": total}
+    meta: dict[str, Any] = {"hasNext": next_gte is not None, "total": query.total}
     follow_up = None
     if next_gte is not None and not omit_next():
         meta["nextQueryFilters"] = _next_filters(fields.get("filters"), FILTER_FIELD[data.service], next_gte)
-        next_fields = {**fields, "filters": meta["nextQueryFilters"]}
-        follow_up = functools.partial(_prepare, state, config, data.service, next_fields)
+        follow_up = query.follow_up({**fields, "filters": meta["nextQueryFilters"]})
     reply = _page_reply(data.render_page(page), len(page), meta)
     reply.follow_up = follow_up
     return reply
 
 
-# -- scan prefetch -------------------------------------------------------------------------------------------
-# A scan client spends longer parsing a 5,000-record page than the emulator takes to build one. So once a scan
-# page is sent, the connection's thread builds the page its nextQueryFilters asks for, while the client
-# parses. The prepared page is used only when the next request is exactly that one, against the very same
-# tenant state and config, and only when the window lies entirely in the past (every record in it visible,
-# none still to come), so that it is byte for byte what computing it then would give. At most one page per
-# open connection: nothing accumulates.
+# -- read-ahead ----------------------------------------------------------------------------------------------
+# A client spends about as long taking in a page (parsing, staging) as the emulator takes to build it, and both
+# share this machine's cores. So once a page is sent, the connection's thread builds the page the client will most
+# likely ask for next (a scan page's nextQueryFilters; the next skip of a skip/limit page) while the client works.
+# The prepared page is used only when the next request is exactly that one, against the very same tenant state and
+# config, and only when the window lies entirely in the past (every record in it visible, none still to come), so
+# that it is byte for byte what computing it then would give. At most one page per open connection: nothing
+# accumulates. A real MDCA builds pages on its own servers; this keeps the emulator's share of the machine from
+# being counted as the client's wait.
 
 
 def _key(state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]) -> tuple[Any, ...]:
@@ -428,17 +459,16 @@ def _prepare(
     service: str,
     fields: dict[str, Any],
 ) -> Prepared | None:
-    """The page for the expected next scan request, when it can be computed ahead safely."""
+    """The page for the expected next request, when it can be computed ahead safely."""
     data = state.data(service)
-    now = state.now_ms()
     if state.settings() is not config or state.omit_pending() or not isinstance(data, TimeSeriesData):
         return None
+    now = state.now_ms()
     try:
         intervals = parse_window(FILTER_FIELD[service], fields.get("filters"))
         if not _settled(data, intervals, now):
             return None
-        total = data.count(intervals)
-        reply = _scan_page(state, config, data, fields, intervals, now, total, lambda: False)
+        reply = _time_series_page(state, config, data, fields, intervals, lambda: False)
     except BadRequest:
         return None
     return Prepared(_key(state, config, service, fields), now, reply)

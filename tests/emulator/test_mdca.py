@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig
-from tests.emulator.support import T0
+from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig, mdca
+from tests.emulator.support import T0, new_session
 
 
 def one_per_ms(count: int, start: int = T0) -> TimeSeriesConfig:
@@ -148,6 +148,27 @@ class TestPaging:
         tenant.state.update(alerts={"skip_ceiling": None})
         page = tenant.ok("alerts", {"skip": 5_950, "limit": 100})
         assert len(page["data"]) == 50 and not page["hasNext"]
+
+    def test_the_next_skip_page_is_built_ahead_and_equals_a_fresh_one(self, make_tenant, monkeypatch):
+        tenant = make_tenant(alerts=TimeSeriesConfig([Segment(T0, T0 + 900, 300, (1, 4, 1, 7))]))
+        window = {"date": {"gte": T0, "lte": T0 + 899}}
+        body = {"filters": window, "skip": 0, "limit": 100, "sortField": "date", "sortDirection": "asc"}
+        first = tenant.ok("alerts", body)
+        computed: list[dict] = []
+        compute = mdca._list
+        monkeypatch.setattr(mdca, "_list", lambda *args: computed.append(args[-1]) or compute(*args))
+        follow = {**body, "skip": 100}
+        ahead = tenant.post("alerts", follow)  # same connection: the page built while the client read the first
+        assert computed == []
+        with new_session(tenant.emu) as fresh:  # a new connection computes it
+            fresh_page = fresh.post(tenant.url("alerts"), json=follow, headers=tenant.headers())
+        assert computed == [follow]
+        assert ahead.status_code == 200 and ahead.content == fresh_page.content
+        unexpected = tenant.post("alerts", {**body, "skip": 150})  # not the request built ahead: computed
+        assert len(computed) == 2 and unexpected.json()["data"][0] == ahead.json()["data"][50]
+        last = tenant.ok("alerts", {**body, "skip": 200})
+        ids = [r["_id"] for r in first["data"] + ahead.json()["data"] + last["data"]]
+        assert ids == tenant.emu.truth(tenant.id, "alerts", T0, T0 + 900)
 
     def test_get_with_query_parameters_equals_post(self, make_tenant):
         tenant = make_tenant(alerts=one_per_ms(30))

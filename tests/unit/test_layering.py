@@ -14,6 +14,7 @@ import pytest
         "airflow_provider_mdca.client",
         "airflow_provider_mdca.errors",
         "airflow_provider_mdca.json_codec",
+        "airflow_provider_mdca.compression",
         "airflow_provider_mdca.services",
         "airflow_provider_mdca.emulator",
         "airflow_provider_mdca.emulator.process",
