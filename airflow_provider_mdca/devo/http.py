@@ -6,13 +6,13 @@ and connection failures are retried; other 4xx mean Devo rejected the payload.
 
 from __future__ import annotations
 
-import gzip
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
 import requests
 
+from airflow_provider_mdca import compression
 from airflow_provider_mdca.client.auth import is_tls_verification_error
 from airflow_provider_mdca.client.transport import parse_retry_after
 from airflow_provider_mdca.devo.config import DevoConfig
@@ -45,7 +45,7 @@ class HttpStreamSender(Sender):
         return f"{self.config.host}/stream/{self.config.domain}/token!***/{self.config.hostname}/{tag}"
 
     def _deliver(self, tag: str, batch: list[bytes]) -> int:
-        body = gzip.compress(b"\n".join(batch) + b"\n", compresslevel=1)
+        body = compression.DEFAULT.compress(b"\n".join(batch) + b"\n")
         self._post(self._url(tag), body, tag)
         return len(body)
 
@@ -85,7 +85,7 @@ class HttpStreamSender(Sender):
 
     def test(self) -> str:
         # An authenticated request that stores nothing: an empty body to a probe tag.
-        self._post(self._url("test.keep.free"), gzip.compress(b""), "test.keep.free")
+        self._post(self._url("test.keep.free"), compression.DEFAULT.compress(b""), "test.keep.free")
         return f"authenticated HTTP call to {self.config.host} for domain {self.config.domain}"
 
     def close(self) -> None:

@@ -62,6 +62,13 @@ def test_the_same_lines_give_the_same_bytes(codec: GzipCodec) -> None:
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.name)
+def test_a_request_body_is_one_standard_gzip_member(codec: GzipCodec) -> None:
+    packed = codec.compress(LINES)
+    assert gzip.decompress(packed) == LINES and len(packed) < len(LINES) // 4
+    assert packed == codec.compress(LINES) and packed[4:8] == b"\0\0\0\0"
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda codec: codec.name)
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
 def test_damaged_data_is_a_staging_error_naming_the_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: GzipCodec, damage: str
