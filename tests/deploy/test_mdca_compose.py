@@ -56,10 +56,24 @@ def bindable(port: int) -> bool:
 _ports_random = random.SystemRandom()
 
 
+def _worker_ports() -> range:
+    """This xdist worker's share of 20000-29999: below the ephemeral range, so no client takes them.
+
+    A block is checked free when it is picked, but a service binds it later (and the entrypoint test binds the +20
+    ports later still), so two workers picking from one range could pick overlapping blocks in between. A worker runs
+    its tests one at a time: within its own share, a block checked free stays free until its test uses it.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    share = 10_000 // workers
+    low = 20_000 + (worker % workers) * share
+    return range(low, low + share - AIRFLOW_SHIFT - 3)
+
+
 def free_port_block() -> int:
-    """A base port with base+0..2, +10..12 and +20..22 free: below the ephemeral range, so no client takes them."""
+    """A base port with base+0..2, +10..12 and +20..22 free, from this worker's share of the ports."""
     for _ in range(100):
-        base = _ports_random.randrange(20_000, 30_000)
+        base = _ports_random.choice(_worker_ports())
         if all(bindable(base + shift + i) for shift in (0, PUBLIC_OFFSET, AIRFLOW_SHIFT) for i in range(3)):
             return base
     raise RuntimeError("no free block of ports on 127.0.0.1")
