@@ -18,11 +18,17 @@ Devo's users already know these codes from the collector this provider replaces,
 Every error names the service and the window it happened in, carries a sanitised URL and a cut, redacted
 response body, and pickles (Airflow ships exceptions between processes). No secret ever reaches the message:
 the text passes through :func:`airflow_provider_mdca.redaction.redact_text` on the way in.
+
+Code deep down (a paginator, a transport) often cannot know the service, window, Devo tag or batch it works for:
+the code that does wraps the call in :func:`error_context`, which fills in what the error left unset, once, in one
+way (:meth:`MdcaProviderError.add_context`), rather than catching and rebuilding the error.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar, TypeVar
 
 from airflow_provider_mdca.redaction import cut, redact_text, sanitize_url
 
@@ -32,7 +38,10 @@ __all__ = [
     "MdcaProviderError",
     "PullError",
     "SetupError",
+    "error_context",
 ]
+
+E = TypeVar("E", bound="MdcaProviderError")
 
 # Seed collector messages, by code. Placeholders are filled from the error's `detail`.
 _MESSAGES: dict[int, str] = {
@@ -78,6 +87,8 @@ class MdcaProviderError(Exception):
 
     kind: ClassVar[str] = "MdcaProviderError"
     codes: ClassVar[frozenset[int]] = frozenset()
+    #: The fields :meth:`add_context` may fill in.
+    context_fields: ClassVar[tuple[str, ...]] = ("service", "window", "url", "remedy")
 
     def __init__(
         self,
@@ -126,6 +137,21 @@ class MdcaProviderError(Exception):
             parts.append(f"Remedy: {self.remedy}")
         return " ".join(parts)
 
+    def add_context(self: E, **context: Any) -> E:
+        """Fill in where the error happened, for the fields the code that raised it left unset; returns the error.
+
+        Fields already set are kept (the innermost code knows best); the message is rendered again.
+
+        :raises TypeError: a field this error does not have (see :attr:`context_fields`).
+        """
+        for name, value in context.items():
+            if name not in self.context_fields:
+                raise TypeError(f"{type(self).__name__} has no context field {name!r}")
+            if value is not None and getattr(self, name) is None:
+                setattr(self, name, sanitize_url(value) if name == "url" else value)
+        self.args = (self._render(),)
+        return self
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions pickle their args by default; ours are keyword-rich and already redacted and cut,
         # so rebuild from the stored fields rather than processing them again.
@@ -169,6 +195,7 @@ class DeliveryError(MdcaProviderError):
 
     kind = "DeliveryError"
     codes = frozenset({500, 501, 502, 503, 504, 505})
+    context_fields = (*MdcaProviderError.context_fields, "tag", "batch", "delivered", "undelivered")
 
     def __init__(
         self,
@@ -177,8 +204,8 @@ class DeliveryError(MdcaProviderError):
         *,
         tag: str | None = None,
         batch: int | None = None,
-        delivered: int = 0,
-        undelivered: int = 0,
+        delivered: int | None = None,
+        undelivered: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.tag = tag
@@ -192,4 +219,22 @@ class DeliveryError(MdcaProviderError):
         if self.tag is None:
             return text
         where = f"tag={self.tag}" + (f", batch {self.batch}" if self.batch is not None else "")
-        return f"{text} [{where}: {self.delivered} events delivered, {self.undelivered} not delivered]"
+        return f"{text} [{where}: {self.delivered or 0} events delivered, {self.undelivered or 0} not delivered]"
+
+
+@contextlib.contextmanager
+def error_context(**context: Any) -> Iterator[None]:
+    """Add ``context`` (service, window, tag, batch, ...) to a provider error raised inside the block.
+
+    >>> try:
+    ...     with error_context(service="alerts"):
+    ...         raise PullError(300, "no progress")
+    ... except PullError as exc:
+    ...     print(exc.service)
+    alerts
+    """
+    try:
+        yield
+    except MdcaProviderError as exc:
+        exc.add_context(**context)
+        raise

@@ -8,13 +8,14 @@ Exactly once per window rests on two things. The fetch step restages a window at
 point). The ship step records in the window's delivery ledger what Devo acknowledged, batch by batch: a retry resumes
 after the last acknowledged batch, and a rerun of the window skips every event delivered before, unless asked to
 re-ship. An event's ledger key is the record's ``_id``; a flattened alert's events are ``<_id>#<n>`` (the n-th event of
-that alert, stable because flattening is deterministic).
+that alert, stable because flattening is deterministic; :mod:`airflow_provider_mdca.event_keys`).
+
+Each step returns its own figures (a :class:`StageSummary` or :class:`ShipSummary`), built from what the calls it
+made returned: nothing is read back from a hook or a client afterwards.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections import deque
@@ -23,13 +24,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from airflow_provider_mdca import json_codec
+from airflow_provider_mdca import event_keys, json_codec
+from airflow_provider_mdca.devo.sender import DeliveryStats
+from airflow_provider_mdca.event_keys import EventKeys, KeyOffsets, record_key
 from airflow_provider_mdca.staging import (
     DEFAULT_MAX_PART_BYTES,
+    MANIFEST_NAME,
     DeliveryLedger,
     Manifest,
     P,
+    PartInfo,
     PartWriter,
+    StagingError,
     StoragePath,
     iter_part,
     mark_window_delivered,
@@ -37,7 +43,7 @@ from airflow_provider_mdca.staging import (
     stage_dir,
     write_manifest,
 )
-from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts_json
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts_json_by_alert
 from airflow_provider_mdca.transforms.obfuscate import Obfuscator
 
 __all__ = [
@@ -45,7 +51,6 @@ __all__ = [
     "FLATTENED",
     "ShipSummary",
     "StageSummary",
-    "EventKeys",
     "fetch_to_stage",
     "flatten_stage",
     "ship_stage",
@@ -108,7 +113,13 @@ class EventSink(Protocol):
 
     def send(
         self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
-    ) -> int: ...
+    ) -> DeliveryStats: ...
+
+
+class Figures(Protocol):
+    """Counters that render as a plain dict (the fetch's :class:`~airflow_provider_mdca.client.FetchStats`)."""
+
+    def as_dict(self) -> dict[str, Any]: ...
 
 
 # --- fetch ---------------------------------------------------------------------------------------------------------
@@ -121,21 +132,22 @@ def fetch_to_stage(
     service: str,
     start: datetime,
     end: datetime,
-    stats: Callable[[], Mapping[str, Any]] = dict,
+    stats: Figures | Mapping[str, Any] | None = None,
     max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
 ) -> tuple[P, StageSummary]:
     """Stream ``records`` of one window into its ``fetched`` stage and commit the manifest.
 
-    An empty window is a valid window: a manifest with no parts. ``stats`` is called once the records are exhausted
-    (the hook's counters are final then); its ``api_total`` goes to the manifest's ``api_total``. If reading fails
-    the parts written so far are removed and no manifest is written, so a retry starts clean.
+    An empty window is a valid window: a manifest with no parts. ``stats`` are the fetch's figures (the record
+    stream's own ``stats``), read once the records are exhausted, when they are final; their ``api_total`` goes to
+    the manifest's ``api_total``. If reading fails the parts written so far are removed and no manifest is written,
+    so a retry starts clean.
 
     :returns: the manifest's path and a summary.
     """
     began = time.monotonic()
     with PartWriter(window, stage=FETCHED, max_part_bytes=max_part_bytes) as writer:
         writer.write_all(records)
-    figures = dict(stats())
+    figures = _plain(stats)
     api_total = figures.get("api_total")
     manifest = Manifest.build(
         service=service,
@@ -148,6 +160,12 @@ def fetch_to_stage(
     )
     path = write_manifest(window, manifest)
     return path, _stage_summary(path, manifest, time.monotonic() - began, figures)
+
+
+def _plain(stats: Figures | Mapping[str, Any] | None) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    return dict(stats) if isinstance(stats, Mapping) else stats.as_dict()
 
 
 def _stage_summary(path: StoragePath, manifest: Manifest, elapsed: float, stats: dict[str, Any]) -> StageSummary:
@@ -188,13 +206,15 @@ def flatten_stage(
     window = window_of(source_manifest)
     folder = source_manifest.parent
     stats = FlattenStats()
+    keys = KeyOffsets()
     with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
         for part in source.parts:
             try:
                 alerts = iter_part(folder, part)
-                writer.write_encoded(
-                    flatten_alerts_json(alerts, encode=json_codec.encode, max_events=max_events_per_alert, stats=stats)
+                flattened = flatten_alerts_json_by_alert(
+                    alerts, encode=json_codec.encode, max_events=max_events_per_alert, stats=stats
                 )
+                writer.write_encoded(_noting_keys(flattened, keys))
             except ValueError as exc:
                 raise ValueError(f"{source.service} {_window_text(source)}, {part.name}: {exc}") from exc
     manifest = Manifest.build(
@@ -205,10 +225,25 @@ def flatten_stage(
         parts=writer.parts,
         api_total=source.api_total,
         request_stats=source.request_stats,
-        extra={"flatten": stats.as_dict(), "source_records": source.record_count},
+        extra={
+            "flatten": stats.as_dict(),
+            "source_records": source.record_count,
+            event_keys.MANIFEST_KEY: keys.by_part((part.name, part.records) for part in writer.parts),
+        },
     )
     path = write_manifest(window, manifest)
     return path, _stage_summary(path, manifest, time.monotonic() - began, stats.as_dict())
+
+
+def _noting_keys(flattened: Iterable[tuple[dict[str, Any], list[bytes]]], keys: KeyOffsets) -> Iterator[bytes]:
+    """The flattened lines, noting each alert's delivery key and event count on the way (see event_keys)."""
+    for alert, lines in flattened:
+        if alert.get("_id") is not None and str(alert["_id"]):
+            keys.add(str(alert["_id"]), len(lines))  # an alert's events keep its _id
+        else:
+            for line in lines:  # no _id: each event is keyed by its content, as the shipper will key it
+                keys.add(record_key(json_codec.decode(line)), 1)
+        yield from lines
 
 
 def _window_text(manifest: Manifest) -> str:
@@ -216,40 +251,6 @@ def _window_text(manifest: Manifest) -> str:
 
 
 # --- ship ----------------------------------------------------------------------------------------------------------
-
-
-class EventKeys:
-    """Gives each staged record of a stage its ledger key, in stage order.
-
-    The key is the record's ``_id``; with ``per_alert`` (flattened alerts: several events share an ``_id``) it is
-    ``<_id>#<n>``, n counting that alert's events from 0 across the whole stage (a part may end inside an alert's
-    events). A record without an ``_id`` is keyed by a hash of its content, so identical records are delivered once.
-
-    >>> keys = EventKeys(per_alert=True)
-    >>> [keys.key({"_id": "a"}), keys.key({"_id": "a"}), keys.key({"_id": "b"})]
-    ['a#0', 'a#1', 'b#0']
-    >>> EventKeys(per_alert=False).key({"_id": 7})
-    '7'
-    """
-
-    def __init__(self, *, per_alert: bool) -> None:
-        self.per_alert = per_alert
-        self._seen: dict[str, int] = {}
-
-    def key(self, record: Mapping[str, Any]) -> str:
-        """The next record's key (call it once per record, in stage order)."""
-        raw = record.get("_id")
-        key = str(raw) if raw is not None and str(raw) else _content_key(record)
-        if not self.per_alert:
-            return key
-        index = self._seen.get(key, 0)
-        self._seen[key] = index + 1
-        return f"{key}#{index}"
-
-
-def _content_key(record: Mapping[str, Any]) -> str:
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "replace")
-    return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
 class _AckTracker:
@@ -310,23 +311,54 @@ def ship_stage(
     summary.parts_skipped = len(manifest.parts) - len(pending)
     summary.skipped_delivered_before = sum(part.records for part in manifest.parts if part not in pending)
     delivered_before = resume.delivered_ids() if pending else set()
-    keys = EventKeys(per_alert=manifest.stage == FLATTENED)
     tracker = _AckTracker(ledgers)
-    for part in manifest.parts:
-        if part not in pending:
-            if keys.per_alert:  # the ``#n`` of later parts count this part's events too
-                for record in iter_part(folder, part):
-                    keys.key(record)
-            continue
+    sent = DeliveryStats()
+    for part, keys in _keyed_parts(manifest, folder, pending):
         keyed = ((keys.key(record), record) for record in iter_part(folder, part))
         shippable = _new_events(keyed, delivered_before, tracker, summary, extra_fields, obfuscator)
-        sink.send(tag, shippable, on_batch=tracker.on_batch)
+        sent.add(sink.send(tag, shippable, on_batch=tracker.on_batch))
         for ledger in ledgers:
             ledger.mark_part_delivered(manifest.stage, part)
     summary.delivered = tracker.acknowledged
+    summary.bytes, summary.batches, summary.retries = sent.bytes, sent.batches, sent.retries
     summary.elapsed_seconds = round(time.monotonic() - began, 3)
     mark_window_delivered(window, summary.as_dict())
     return summary
+
+
+def _keyed_parts(manifest: Manifest, folder: P, pending: list[PartInfo]) -> Iterator[tuple[PartInfo, EventKeys]]:
+    """The ``pending`` parts, each with the keys its events have (delivered parts are skipped unread).
+
+    A flattened stage's ``<_id>#<n>`` keys count across parts: its manifest says where each part's counts start.
+    A stage staged before the manifest said so is counted by reading the skipped parts, as it was then.
+    """
+    per_alert = manifest.stage == FLATTENED
+    offsets = _key_offsets(manifest, folder) if per_alert else {}
+    if offsets is not None:
+        for part in pending:
+            yield part, EventKeys(per_alert=per_alert, offsets=offsets.get(part.name))
+        return
+    keys = EventKeys(per_alert=True)
+    for part in manifest.parts:
+        if part in pending:
+            yield part, keys
+        else:
+            for record in iter_part(folder, part):  # only to count: the ``#n`` of later parts count these too
+                keys.key(record)
+
+
+def _key_offsets(manifest: Manifest, folder: StoragePath) -> dict[str, dict[str, int]] | None:
+    offsets = manifest.extra.get(event_keys.MANIFEST_KEY)
+    if offsets is None:
+        return None
+    if not isinstance(offsets, dict) or not all(
+        isinstance(counts, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in counts.values())
+        for counts in offsets.values()
+    ):
+        raise StagingError(
+            f"manifest extra.{event_keys.MANIFEST_KEY} must map part names to {{key: count}}", folder / MANIFEST_NAME
+        )
+    return offsets
 
 
 def _new_events(

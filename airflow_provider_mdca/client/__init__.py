@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.mdca import MdcaClient
-from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.client.stats import FetchStats, RecordStream
 
-__all__ = ["FetchStats", "MdcaClient", "MdcaConfig"]
+__all__ = ["FetchStats", "MdcaClient", "MdcaConfig", "RecordStream"]

@@ -7,8 +7,6 @@ refresh on a 401 without knowing which kind it holds.
 from __future__ import annotations
 
 import logging
-import random
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +21,15 @@ from airflow_provider_mdca.client.config import MDCA_SCOPE, MdcaConfig
 from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.errors import SetupError
 from airflow_provider_mdca.redaction import register_secret
+from airflow_provider_mdca.retry import (
+    RetryableError,
+    RetryPolicy,
+    StatusClass,
+    classify_status,
+    is_tls_verification_error,
+)
 
-__all__ = ["EntraIdAuth", "LegacyTokenAuth", "MdcaAuth", "is_tls_verification_error"]
+__all__ = ["EntraIdAuth", "LegacyTokenAuth", "MdcaAuth"]
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +71,11 @@ class _RecordingHttpClient:
     """
 
     def __init__(
-        self,
-        session: requests.Session,
-        *,
-        timeout: float,
-        max_retries: int,
-        backoff_base: float,
-        backoff_max: float,
-        sleep: Callable[[float], None],
+        self, session: requests.Session, *, timeout: float, policy: RetryPolicy, sleep: Callable[[float], None]
     ) -> None:
         self._session = session
         self._timeout = timeout
-        self._max_retries = max_retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._policy = policy
         self._sleep = sleep
         self.last_status: int | None = None
         self.last_exception: BaseException | None = None
@@ -99,22 +95,27 @@ class _RecordingHttpClient:
         # session does not read the environment itself.
         kwargs.setdefault("verify", environment_verify(self._session.verify))
         kwargs.setdefault("proxies", environment_proxies(url))
-        attempt = 0
+        attempts = self._policy.start()
         while True:
             self.last_status, self.last_exception = None, None
             try:
                 response = self._session.request(method, url, **kwargs)
             except requests.RequestException as exc:
                 self.last_exception = exc
-                if is_tls_verification_error(exc) or attempt >= self._max_retries:
+                if is_tls_verification_error(exc):
+                    raise
+                wait = attempts.wait_after(RetryableError(type(exc).__name__))
+                if wait is None:
                     raise
             else:
                 self.last_status = response.status_code
-                if response.status_code < 500 or attempt >= self._max_retries:
+                # Only 5xx: MSAL reads every other answer (400 invalid_client, 429 ...) as the token endpoint's verdict.
+                if classify_status(response.status_code) is not StatusClass.SERVER_ERROR:
                     return response
-            attempt += 1
-            delay = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
-            self._sleep(delay * random.uniform(0.5, 1.0))
+                wait = attempts.wait_after(RetryableError(f"HTTP {response.status_code}", status=response.status_code))
+                if wait is None:
+                    return response
+            self._sleep(wait)
 
 
 class EntraIdAuth(MdcaAuth):
@@ -137,14 +138,9 @@ class EntraIdAuth(MdcaAuth):
     ) -> None:
         register_secret(config.client_secret)
         self._config = config
-        self._http = _RecordingHttpClient(
-            session,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            backoff_base=config.backoff_base,
-            backoff_max=config.backoff_max,
-            sleep=sleep,
-        )
+        # Failures only: the token endpoint's 429s are MSAL's to read, not retried here.
+        policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max)
+        self._http = _RecordingHttpClient(session, timeout=config.timeout, policy=policy, sleep=sleep)
         self._secret_sink = secret_sink
         self._app: msal.ConfidentialClientApplication | None = None
         self.tokens_acquired = 0
@@ -235,20 +231,3 @@ class EntraIdAuth(MdcaAuth):
 def _known_authority_host(token_url: str) -> bool:
     host = urlsplit(token_url).hostname or ""
     return host in WELL_KNOWN_AUTHORITY_HOSTS
-
-
-def is_tls_verification_error(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) is a failed certificate verification: never worth retrying."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, BaseException) and is_tls_verification_error(arg):
-                return True
-        current = current.__cause__ or current.__context__
-    return False

@@ -21,9 +21,9 @@ from airflow_provider_mdca.client.pagination import (
     Window,
 )
 from airflow_provider_mdca.client.ratelimit import RateLimiter
-from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.client.stats import FetchStats, RecordStream
 from airflow_provider_mdca.client.transport import RequestContext, Transport
-from airflow_provider_mdca.errors import InitVariablesError, MdcaProviderError, PullError
+from airflow_provider_mdca.errors import InitVariablesError, PullError, error_context
 from airflow_provider_mdca.services import AuthKind, Paging, Service, get_service
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
@@ -77,7 +77,6 @@ class MdcaClient:
         self._transport = Transport(config, self._session, limiter=self._limiter, sleep=sleep)
         self._entra: EntraIdAuth | None = None
         self._legacy: LegacyTokenAuth | None = None
-        self.stats = FetchStats()
 
     def __repr__(self) -> str:
         return f"MdcaClient(base_url={self.config.base_url!r}, tenant_id={self.config.tenant_id!r})"
@@ -118,55 +117,47 @@ class MdcaClient:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def iter_records(
+    def fetch(
         self,
         service: str,
         start: datetime,
         end: datetime,
         *,
         page_size: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Yield every record of ``service`` in ``[start, end)`` once, streaming page by page.
+    ) -> RecordStream:
+        """Every record of ``service`` in ``[start, end)``, once, as a stream read page by page.
 
-        ``entities`` and ``data_enrichment`` are full snapshots: the window is ignored. After the iterator is
-        exhausted (or fails), :attr:`stats` holds the figures of this call.
+        ``entities`` and ``data_enrichment`` are full snapshots: the window is ignored. Nothing is requested until
+        the stream is read; its ``stats`` are this fetch's figures, final once it is exhausted (or has failed).
 
         :param page_size: scan page size for activities (500-5000); the skip services always use 100.
         """
         svc = get_service(service)
+        stats = FetchStats(service=service)
+        return RecordStream(self._records(svc, start, end, stats, page_size), stats)
+
+    def _records(
+        self, svc: Service, start: datetime, end: datetime, stats: FetchStats, page_size: int | None
+    ) -> Iterator[dict[str, Any]]:
         window = Window(to_epoch_ms(start), to_epoch_ms(end))
         if window.end_ms < window.start_ms:
-            raise InitVariablesError(1, f"{service}: window end {end.isoformat()} is before its start")
-        window_text = (start.isoformat(), end.isoformat())
-        stats = FetchStats(service=service)
-        self.stats = stats
+            raise InitVariablesError(1, f"{svc.name}: window end {end.isoformat()} is before its start")
+        window_text = (start.isoformat(), end.isoformat()) if svc.windowed else None
         began = time.monotonic()
         try:
-            if svc.windowed and window.end_ms == window.start_ms:
-                return  # an empty window holds no record; asking would only spend the request budget
-            auth = self.auth_for(svc)
-            url = urljoin(self.config.base_url, svc.endpoint)
-            context = RequestContext(service, window_text if svc.windowed else None, svc.permission_hint)
+            with error_context(service=svc.name, window=window_text):
+                if svc.windowed and window.end_ms == window.start_ms:
+                    return  # an empty window holds no record; asking would only spend the request budget
+                auth = self.auth_for(svc)
+                url = urljoin(self.config.base_url, svc.endpoint)
+                context = RequestContext(svc.name, window_text, svc.permission_hint)
 
-            def fetch(body: dict[str, Any]) -> dict[str, Any]:
-                return self._transport.post_json(url, body, auth=auth, context=context, stats=stats)
+                def fetch(body: dict[str, Any]) -> dict[str, Any]:
+                    return self._transport.post_json(url, body, auth=auth, context=context, stats=stats)
 
-            for record in self._paginator(svc, window, stats, page_size).records(fetch):
-                stats.records += 1
-                yield record
-        except MdcaProviderError as exc:
-            if exc.service is None:
-                raise type(exc)(
-                    exc.code,
-                    exc.detail,
-                    service=service,
-                    window=window_text if svc.windowed else None,
-                    url=exc.url,
-                    status=exc.status,
-                    body=exc.body,
-                    remedy=exc.remedy,
-                ) from None
-            raise
+                for record in self._paginator(svc, window, stats, page_size).records(fetch):
+                    stats.records += 1
+                    yield record
         finally:
             stats.elapsed_seconds = time.monotonic() - began
 

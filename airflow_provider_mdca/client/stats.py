@@ -1,16 +1,17 @@
-"""Counters of one fetch, for task logs and manifests."""
+"""What one fetch returns: its records as a stream, and its own counters for task logs and manifests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["FetchStats"]
+__all__ = ["FetchStats", "RecordStream"]
 
 
 @dataclass
 class FetchStats:
-    """What one ``iter_records`` call did. All counters start at zero."""
+    """What one fetch did. All counters start at zero."""
 
     service: str = ""
     requests: int = 0
@@ -39,3 +40,21 @@ class FetchStats:
             f"{self.duplicates_dropped} duplicates dropped, {self.out_of_window_dropped} out of window dropped, "
             f"{self.elapsed_seconds:.3f} s ({rate:.0f} records/s)"
         )
+
+
+class RecordStream(Iterator[dict[str, Any]]):
+    """The records of one fetch, streamed page by page, with that fetch's own :attr:`stats`.
+
+    The counters grow as the stream is read and are final once it is exhausted (or has failed): the caller that
+    consumed the records reads them there, rather than asking the client afterwards.
+    """
+
+    def __init__(self, records: Iterator[dict[str, Any]], stats: FetchStats) -> None:
+        self._records = records
+        self.stats = stats
+
+    def __iter__(self) -> RecordStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        return next(self._records)

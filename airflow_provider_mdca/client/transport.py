@@ -1,6 +1,7 @@
 """One request to MDCA: rate limit, retry, and the mapping of every answer to data or a typed error.
 
-Retry and status classification live here and nowhere else:
+The retry policy itself (what is retried, backoff, ``Retry-After``) is :mod:`airflow_provider_mdca.retry`'s; this
+module maps MDCA's answers onto it:
 
 - retried: 429 (honouring ``Retry-After``, seconds or an HTTP date), 5xx, connection errors and resets,
   timeouts, truncated or undecodable bodies; exponential backoff with jitter, bounded;
@@ -10,30 +11,34 @@ Retry and status classification live here and nowhere else:
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import requests
 
 from airflow_provider_mdca import json_codec
-from airflow_provider_mdca.client.auth import MdcaAuth, is_tls_verification_error
+from airflow_provider_mdca.client.auth import MdcaAuth
 from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
+from airflow_provider_mdca.retry import (
+    RetryableError,
+    RetryPolicy,
+    RetryState,
+    StatusClass,
+    classify_status,
+    is_tls_verification_error,
+    parse_retry_after,
+)
 
-__all__ = ["RequestContext", "Transport", "parse_retry_after"]
+__all__ = ["RequestContext", "Transport", "parse_retry_after", "retry_policy"]
 
 log = logging.getLogger(__name__)
-
-_MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is treated as asking for 10
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,20 @@ class RequestContext:
     permission_hint: str = ""
 
 
-class _Retry(Exception):
-    """Internal: this attempt failed in a way worth retrying."""
+def retry_policy(config: MdcaConfig) -> RetryPolicy:
+    """The connection's retry settings: failures and 429s on separate budgets, 429s waiting ``Retry-After``."""
+    return RetryPolicy(
+        max_retries=config.max_retries,
+        backoff_base=config.backoff_base,
+        backoff_max=config.backoff_max,
+        max_throttle_retries=config.max_throttle_retries,
+        throttle_wait=config.retry_after_default,
+    )
 
-    def __init__(self, reason: str, *, wait: float | None = None, status: int | None = None, body: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.wait = wait
-        self.status = status
+
+class _Unauthorized(Exception):
+    def __init__(self, body: str) -> None:
+        super().__init__("401")
         self.body = body
 
 
@@ -70,6 +81,7 @@ class Transport:
         self._config = config
         self._session = session
         self._limiter = limiter or RateLimiter(config.requests_per_minute, sleep=sleep)
+        self._policy = retry_policy(config)
         self._sleep = sleep
         self._proxies = environment_proxies(config.base_url)
         self._verify = environment_verify(config.verify)
@@ -84,8 +96,7 @@ class Transport:
         stats: FetchStats,
     ) -> dict[str, Any]:
         """POST ``body`` to ``url`` and return the decoded JSON object, retrying what is worth retrying."""
-        failures = 0
-        throttles = 0
+        attempts = self._policy.start()
         refreshed = False
         while True:
             stats.rate_limit_wait_seconds += self._limiter.acquire()
@@ -94,42 +105,20 @@ class Transport:
                 return self._attempt(url, body, auth=auth, context=context)
             except _Unauthorized as exc:
                 if refreshed or not auth.can_refresh:
-                    raise PullError(
-                        302,
-                        "the API rejected the credentials even after a fresh token was obtained"
-                        if refreshed
-                        else "the API rejected the credentials",
-                        service=context.service,
-                        window=context.window,
-                        url=url,
-                        status=401,
-                        body=exc.body,
-                        remedy="check that the app registration still has its API permissions and that the "
-                        "tokens are for this tenant",
-                    ) from None
+                    raise self._unauthorized(exc, url, context, refreshed=refreshed) from None
                 log.info("MDCA answered 401 for %s; getting a fresh token and retrying once", context.service)
                 auth.force_refresh()
                 refreshed = True
                 stats.token_refreshes += 1
-            except _Retry as exc:
-                if exc.status == 429:
+            except RetryableError as exc:
+                if exc.throttled:
                     stats.throttled += 1
-                    throttles += 1
-                    exhausted = throttles > self._config.max_throttle_retries
-                    wait = exc.wait if exc.wait is not None else self._config.retry_after_default
-                else:
-                    failures += 1
-                    exhausted = failures > self._config.max_retries
-                    wait = self._backoff(failures)
-                if exhausted:
-                    raise self._exhausted(exc, url, context, failures, throttles) from None
+                wait = attempts.wait_after(exc)
+                if wait is None:
+                    raise self._exhausted(exc, url, context, attempts) from None
                 stats.retries += 1
                 log.warning(
-                    "MDCA %s request failed (%s); retry %d in %.1f s",
-                    context.service,
-                    exc.reason,
-                    stats.retries,
-                    wait,
+                    "MDCA %s request failed (%s); retry %d in %.1f s", context.service, exc.reason, stats.retries, wait
                 )
                 self._sleep(wait)
 
@@ -155,24 +144,20 @@ class Transport:
                     url=url,
                     remedy="set the connection's extra.verify to the CA bundle that signs the server's certificate",
                 ) from None
-            raise _Retry(f"{exc.__class__.__name__}: {exc}") from None
+            raise RetryableError(f"{exc.__class__.__name__}: {exc}") from None
 
         status = response.status_code
-        if 200 <= status < 300:
-            try:
-                payload = json_codec.decode(content)
-            except ValueError:
-                raise _Retry(f"undecodable or truncated JSON body ({len(content)} bytes)") from None
-            if not isinstance(payload, dict):
-                raise _Retry("the JSON body is not an object") from None
-            return payload
+        verdict = classify_status(status)
+        if verdict is StatusClass.SUCCESS:
+            return _decoded(content)
         text = content.decode("utf-8", errors="replace")  # only for a failure: a page can be megabytes
-        if status == 401:
+        if verdict is StatusClass.UNAUTHORIZED:
             raise _Unauthorized(text)
-        if status == 429:
-            raise _Retry("HTTP 429 throttled", wait=parse_retry_after(response.headers.get("Retry-After")), status=429)
-        if status >= 500:
-            raise _Retry(f"HTTP {status}", status=status, body=text)
+        if verdict is StatusClass.THROTTLED:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryableError("HTTP 429 throttled", wait=wait, status=status)
+        if verdict is StatusClass.SERVER_ERROR:
+            raise RetryableError(f"HTTP {status}", status=status, body=text)
         raise self._fatal(status, text, url, context)
 
     def _fatal(self, status: int, text: str, url: str, context: RequestContext) -> PullError:
@@ -187,43 +172,36 @@ class Transport:
             )
         return PullError(305, "", body=text, **common)
 
-    def _exhausted(self, exc: _Retry, url: str, context: RequestContext, failures: int, throttles: int) -> PullError:
-        attempts = f"after {failures} failed attempts and {throttles} throttled ones"
+    @staticmethod
+    def _unauthorized(exc: _Unauthorized, url: str, context: RequestContext, *, refreshed: bool) -> PullError:
+        return PullError(
+            302,
+            "the API rejected the credentials even after a fresh token was obtained"
+            if refreshed
+            else "the API rejected the credentials",
+            service=context.service,
+            window=context.window,
+            url=url,
+            status=401,
+            body=exc.body,
+            remedy="check that the app registration still has its API permissions and that the tokens are for "
+            "this tenant",
+        )
+
+    @staticmethod
+    def _exhausted(exc: RetryableError, url: str, context: RequestContext, attempts: RetryState) -> PullError:
+        detail = f"{exc.reason}, {attempts.describe()}"
         common: dict[str, Any] = {"service": context.service, "window": context.window, "url": url}
         if exc.status is not None:
-            return PullError(305, f"{exc.reason}, {attempts}", status=exc.status, body=exc.body or None, **common)
-        return PullError(300, f"{exc.reason}, {attempts}", **common)
-
-    def _backoff(self, failures: int) -> float:
-        delay = min(self._config.backoff_max, self._config.backoff_base * 2.0 ** (failures - 1))
-        return float(delay * random.uniform(0.5, 1.0))
+            return PullError(305, detail, status=exc.status, body=exc.body or None, **common)
+        return PullError(300, detail, **common)
 
 
-class _Unauthorized(Exception):
-    def __init__(self, body: str) -> None:
-        super().__init__("401")
-        self.body = body
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or bad.
-
-    >>> parse_retry_after("7")
-    7.0
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=datetime(2015, 10, 21, 7, 28, tzinfo=timezone.utc))
-    10.0
-    """
-    if not value:
-        return None
-    value = value.strip()
+def _decoded(content: bytes) -> dict[str, Any]:
     try:
-        seconds = float(value)
+        payload = json_codec.decode(content)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+        raise RetryableError(f"undecodable or truncated JSON body ({len(content)} bytes)") from None
+    if not isinstance(payload, dict):
+        raise RetryableError("the JSON body is not an object")
+    return payload

@@ -13,12 +13,17 @@ from urllib.parse import quote
 import requests
 
 from airflow_provider_mdca import compression
-from airflow_provider_mdca.client.auth import is_tls_verification_error
-from airflow_provider_mdca.client.transport import parse_retry_after
 from airflow_provider_mdca.devo.config import DevoConfig
-from airflow_provider_mdca.devo.sender import RetryableDeliveryError, Sender
+from airflow_provider_mdca.devo.sender import Sender
 from airflow_provider_mdca.errors import DeliveryError
 from airflow_provider_mdca.redaction import install_log_redaction, register_secret
+from airflow_provider_mdca.retry import (
+    RetryableError,
+    StatusClass,
+    classify_status,
+    is_tls_verification_error,
+    parse_retry_after,
+)
 
 __all__ = ["HttpStreamSender"]
 
@@ -64,11 +69,12 @@ class HttpStreamSender(Sender):
                     url=self.endpoint_for_errors(tag),
                     remedy="set the connection's extra.verify to the CA bundle that signs the endpoint's certificate",
                 ) from None
-            raise RetryableDeliveryError(f"{exc.__class__.__name__}") from None
+            raise RetryableError(f"{exc.__class__.__name__}") from None
         status = response.status_code
-        if 200 <= status < 300:
+        verdict = classify_status(status)
+        if verdict is StatusClass.SUCCESS:
             return response
-        if status in (401, 403):
+        if verdict in (StatusClass.UNAUTHORIZED, StatusClass.FORBIDDEN):
             raise DeliveryError(
                 502,
                 "the HTTP ingestion token was refused",
@@ -77,10 +83,10 @@ class HttpStreamSender(Sender):
                 url=self.endpoint_for_errors(tag),
                 remedy="check the connection's password (an HTTP ingestion token bound to this table) and extra.domain",
             )
-        if status == 429:
-            raise RetryableDeliveryError("HTTP 429", wait=parse_retry_after(response.headers.get("Retry-After")))
-        if status >= 500:
-            raise RetryableDeliveryError(f"HTTP {status}")
+        if verdict is StatusClass.THROTTLED:
+            raise RetryableError("HTTP 429", wait=parse_retry_after(response.headers.get("Retry-After")), status=status)
+        if verdict is StatusClass.SERVER_ERROR:
+            raise RetryableError(f"HTTP {status}", status=status)
         raise DeliveryError(504, "", status=status, body=response.text, url=self.endpoint_for_errors(tag))
 
     def test(self) -> str:

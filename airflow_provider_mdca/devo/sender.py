@@ -1,14 +1,14 @@
 """The sender loop shared by both transports: encode, batch, deliver with bounded retries, count.
 
 A batch counts as delivered only when its transport says so (TLS: written and the connection closed cleanly;
-HTTP: a 2xx). A failed batch is retried whole; when retries run out a DeliveryError says which tag and batch,
-how many events were delivered and how many were not. Nothing is dropped silently.
+HTTP: a 2xx). A failed batch is retried whole under the connection's retry policy
+(:mod:`airflow_provider_mdca.retry`); when retries run out a DeliveryError says which tag and batch, how many
+events were delivered and how many were not. Nothing is dropped silently. Each ``send`` returns its own figures.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -17,25 +17,17 @@ from typing import Any
 
 from airflow_provider_mdca.devo.config import DevoConfig
 from airflow_provider_mdca.devo.framing import encode_event
-from airflow_provider_mdca.errors import DeliveryError
+from airflow_provider_mdca.errors import DeliveryError, error_context
+from airflow_provider_mdca.retry import RetryableError, RetryPolicy
 
-__all__ = ["DeliveryStats", "RetryableDeliveryError", "Sender", "iter_batches"]
+__all__ = ["DeliveryStats", "Sender", "iter_batches"]
 
 log = logging.getLogger(__name__)
 
 
-class RetryableDeliveryError(Exception):
-    """A transport's way of saying "this batch failed, and trying again may help"."""
-
-    def __init__(self, reason: str, *, wait: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.wait = wait
-
-
 @dataclass
 class DeliveryStats:
-    """Counters of one sender (all ``send`` calls)."""
+    """What one ``send`` did (or, as :attr:`Sender.totals`, every ``send`` of a sender)."""
 
     events: int = 0
     bytes: int = 0
@@ -46,6 +38,14 @@ class DeliveryStats:
     def as_dict(self) -> dict[str, Any]:
         """A plain dict of the counters."""
         return asdict(self)
+
+    def add(self, other: DeliveryStats) -> None:
+        """Add ``other``'s counters to these."""
+        self.events += other.events
+        self.bytes += other.bytes
+        self.batches += other.batches
+        self.retries += other.retries
+        self.elapsed_seconds += other.elapsed_seconds
 
 
 def iter_batches(lines: Iterable[bytes], *, max_bytes: int, max_events: int) -> Iterator[list[bytes]]:
@@ -73,10 +73,11 @@ class Sender:
 
     def __init__(self, config: DevoConfig, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
-        self.stats = DeliveryStats()
+        #: Every ``send`` of this sender, for the seed collector's running-total log line.
+        self.totals = DeliveryStats()
+        self._policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max)
         self._sleep = sleep
         self._checkpoint = datetime.now(timezone.utc)
-        self._since_checkpoint = 0
 
     def send(
         self,
@@ -84,8 +85,8 @@ class Sender:
         events: Iterable[Mapping[str, Any]],
         *,
         on_batch: Callable[[int], None] | None = None,
-    ) -> int:
-        """Deliver ``events`` to ``tag``, streaming; returns how many were delivered (all of them, or raises).
+    ) -> DeliveryStats:
+        """Deliver ``events`` to ``tag``, streaming; returns this call's figures (every event delivered, or raises).
 
         ``on_batch(count)`` is called after each batch is acknowledged, with its event count: the events are the
         next ``count`` of ``events`` in order. A delivery ledger records them there, so a retry resumes after the
@@ -93,71 +94,48 @@ class Sender:
         """
         _check_tag(tag)
         began = time.monotonic()
-        delivered = 0
+        sent = DeliveryStats()
         lines = (encode_event(event) for event in events)
         batches = iter_batches(lines, max_bytes=self.config.batch_bytes, max_events=self.config.batch_events)
         try:
             for number, batch in enumerate(batches, start=1):
-                sent_bytes = self._deliver_with_retries(tag, batch, number, delivered)
-                delivered += len(batch)
-                self.stats.events += len(batch)
-                self.stats.bytes += sent_bytes
-                self.stats.batches += 1
-                self._since_checkpoint += len(batch)
+                with error_context(tag=tag, batch=number, delivered=sent.events, undelivered=len(batch)):
+                    sent.bytes += self._deliver_with_retries(tag, batch, number, sent)
+                sent.events += len(batch)
+                sent.batches += 1
                 if on_batch is not None:
                     on_batch(len(batch))
         finally:
-            self.stats.elapsed_seconds += time.monotonic() - began
-            self._log_progress(time.monotonic() - began)
-        return delivered
+            sent.elapsed_seconds = time.monotonic() - began
+            self.totals.add(sent)
+            self._log_progress(sent)
+        return sent
 
-    def _deliver_with_retries(self, tag: str, batch: list[bytes], number: int, delivered: int) -> int:
-        failures = 0
+    def _deliver_with_retries(self, tag: str, batch: list[bytes], number: int, sent: DeliveryStats) -> int:
+        attempts = self._policy.start()
         while True:
             try:
                 return self._deliver(tag, batch)
-            except RetryableDeliveryError as exc:
-                failures += 1
-                if failures > self.config.max_retries:
+            except RetryableError as exc:
+                wait = attempts.wait_after(exc)
+                if wait is None:
                     raise DeliveryError(
-                        501,
-                        f"{exc.reason}, after {failures} attempts",
-                        tag=tag,
-                        batch=number,
-                        delivered=delivered,
-                        undelivered=len(batch),
-                        url=self.endpoint_for_errors(tag),
+                        501, f"{exc.reason}, after {attempts.failures} attempts", url=self.endpoint_for_errors(tag)
                     ) from None
-                wait = exc.wait if exc.wait is not None else self._backoff(failures)
-                self.stats.retries += 1
+                sent.retries += 1
                 log.warning(
                     "Devo %s batch %d to %s failed (%s); retry %d in %.1f s",
                     self.transport,
                     number,
                     tag,
                     exc.reason,
-                    failures,
+                    attempts.failures,
                     wait,
                 )
                 self._sleep(wait)
-            except DeliveryError as exc:
-                if exc.tag is not None:
-                    raise
-                raise DeliveryError(
-                    exc.code,
-                    exc.detail,
-                    tag=tag,
-                    batch=number,
-                    delivered=delivered,
-                    undelivered=len(batch),
-                    url=exc.url,
-                    status=exc.status,
-                    body=exc.body,
-                    remedy=exc.remedy,
-                ) from None
 
     def _deliver(self, tag: str, batch: list[bytes]) -> int:
-        """Deliver one batch; return the bytes written. Raise RetryableDeliveryError or DeliveryError."""
+        """Deliver one batch; return the bytes written. Raise RetryableError or DeliveryError."""
         raise NotImplementedError
 
     def endpoint_for_errors(self, tag: str) -> str:
@@ -168,25 +146,21 @@ class Sender:
         """Prove that the credentials and the endpoint work without sending an event; return what was done."""
         raise NotImplementedError
 
-    def _backoff(self, failures: int) -> float:
-        delay = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** (failures - 1))
-        return float(delay * random.uniform(0.5, 1.0))
-
-    def _log_progress(self, elapsed: float) -> None:
+    def _log_progress(self, sent: DeliveryStats) -> None:
         # The seed collector's line, so Devo's users can read it; plus bytes.
+        totals = self.totals
         log.info(
             'Total number of messages sent: %d, messages sent since "%s": %d (elapsed %.3f seconds), '
             "bytes sent: %d, batches: %d, retries: %d",
-            self.stats.events,
+            totals.events,
             self._checkpoint.isoformat(sep=" "),
-            self._since_checkpoint,
-            elapsed,
-            self.stats.bytes,
-            self.stats.batches,
-            self.stats.retries,
+            sent.events,
+            sent.elapsed_seconds,
+            totals.bytes,
+            totals.batches,
+            totals.retries,
         )
         self._checkpoint = datetime.now(timezone.utc)
-        self._since_checkpoint = 0
 
     def close(self) -> None:
         """Release connections."""

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 
 from airflow_provider_mdca.devo.config import DevoConfig
 from airflow_provider_mdca.devo.framing import syslog_prefix
-from airflow_provider_mdca.devo.sender import RetryableDeliveryError, Sender
+from airflow_provider_mdca.devo.sender import Sender
 from airflow_provider_mdca.errors import DeliveryError
+from airflow_provider_mdca.retry import RetryableError
 
 __all__ = ["TlsRelaySender", "build_context"]
 
@@ -46,7 +47,7 @@ class TlsRelaySender(Sender):
                 for offset in range(0, len(view), _CHUNK):
                     conn.sendall(view[offset : offset + _CHUNK])
             except (OSError, ssl.SSLError) as exc:
-                raise RetryableDeliveryError(f"connection failed while sending: {exc.__class__.__name__}") from None
+                raise RetryableError(f"connection failed while sending: {exc.__class__.__name__}") from None
             self._raise_pending_alert(conn)
             _close_cleanly(conn)
         return len(payload)
@@ -61,9 +62,9 @@ class TlsRelaySender(Sender):
         except ssl.SSLError as exc:
             if _is_certificate_rejection(exc):
                 raise self._rejected(exc) from None
-            raise RetryableDeliveryError(f"the relay sent a TLS alert: {exc.reason or exc}") from None
+            raise RetryableError(f"the relay sent a TLS alert: {exc.reason or exc}") from None
         except OSError as exc:
-            raise RetryableDeliveryError(f"connection failed: {exc.__class__.__name__}") from None
+            raise RetryableError(f"connection failed: {exc.__class__.__name__}") from None
         finally:
             conn.settimeout(self.config.timeout)
 
@@ -79,7 +80,7 @@ class TlsRelaySender(Sender):
         try:
             raw = socket.create_connection((self.config.host, self.config.port), timeout=self.config.timeout)
         except OSError as exc:
-            raise RetryableDeliveryError(f"cannot connect to the relay: {exc.__class__.__name__}: {exc}") from None
+            raise RetryableError(f"cannot connect to the relay: {exc.__class__.__name__}: {exc}") from None
         try:
             conn = self._context.wrap_socket(raw, server_hostname=self.config.host)
         except ssl.SSLCertVerificationError as exc:
@@ -94,10 +95,10 @@ class TlsRelaySender(Sender):
             raw.close()
             if _is_certificate_rejection(exc):
                 raise self._rejected(exc) from None
-            raise RetryableDeliveryError(f"TLS handshake failed: {exc.reason or exc}") from None
+            raise RetryableError(f"TLS handshake failed: {exc.reason or exc}") from None
         except OSError as exc:
             raw.close()
-            raise RetryableDeliveryError(f"TLS handshake failed: {exc.__class__.__name__}") from None
+            raise RetryableError(f"TLS handshake failed: {exc.__class__.__name__}") from None
         if conn.version() == "TLSv1.3" and not self._certificate_accepted:
             # TLS 1.3 completes the client's handshake before the relay checks the client certificate; a
             # refusal arrives as an alert afterwards. Wait for it once per sender (an accepted certificate
@@ -124,12 +125,12 @@ def _close_cleanly(conn: ssl.SSLSocket) -> None:
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
         return  # the relay closed after reading everything; no close_notify of its own
     except (OSError, ssl.SSLError) as exc:
-        raise RetryableDeliveryError(f"the connection did not close cleanly: {exc.__class__.__name__}") from None
+        raise RetryableError(f"the connection did not close cleanly: {exc.__class__.__name__}") from None
     try:
         while raw.recv(4096):
             pass
     except OSError as exc:
-        raise RetryableDeliveryError(f"the connection did not close cleanly: {exc.__class__.__name__}") from None
+        raise RetryableError(f"the connection did not close cleanly: {exc.__class__.__name__}") from None
     finally:
         raw.close()
 

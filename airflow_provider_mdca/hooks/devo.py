@@ -54,17 +54,12 @@ class DevoHook(BaseHook):
 
     def send(
         self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
-    ) -> int:
-        """Deliver ``events`` to the Devo table ``tag``, streaming and batched; returns how many were delivered.
+    ) -> DeliveryStats:
+        """Deliver ``events`` to the Devo table ``tag``, streaming and batched; returns this call's figures.
 
         ``on_batch(count)`` is called after each acknowledged batch (see :meth:`Sender.send`).
         """
         return self.get_conn().send(tag, events, on_batch=on_batch)
-
-    @property
-    def stats(self) -> DeliveryStats:
-        """Counters of every :meth:`send` of this hook: events, bytes, batches, retries, elapsed seconds."""
-        return self._sender.stats if self._sender else DeliveryStats()
 
     def test_connection(self) -> tuple[bool, str]:
         """The TLS handshake with the client certificate, or an authenticated HTTP call; sends no event."""

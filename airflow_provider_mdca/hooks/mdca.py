@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from airflow_provider_mdca._compat import BaseHook, mask_secret
-from airflow_provider_mdca.client import FetchStats, MdcaClient, MdcaConfig
+from airflow_provider_mdca.client import MdcaClient, MdcaConfig, RecordStream
 from airflow_provider_mdca.connection_fields import MDCA_CONN_FIELDS, MDCA_UI_FIELD_BEHAVIOUR
 from airflow_provider_mdca.errors import MdcaProviderError
 from airflow_provider_mdca.hooks._forms import field_behaviour, form_widgets
@@ -57,20 +56,13 @@ class MdcaHook(BaseHook):
             self._client = MdcaClient(self.get_config(), secret_sink=mask_secret)
         return self._client
 
-    def iter_records(
-        self, service: str, start: datetime, end: datetime, *, page_size: int | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def fetch(self, service: str, start: datetime, end: datetime, *, page_size: int | None = None) -> RecordStream:
         """Every record of ``service`` in the half-open window ``[start, end)``, streamed.
 
-        ``entities`` and ``data_enrichment`` are snapshots: the window is ignored. :attr:`stats` holds the
-        figures of the last call once the iterator is exhausted.
+        ``entities`` and ``data_enrichment`` are snapshots: the window is ignored. The returned stream's ``stats``
+        are this fetch's figures, final once the stream is exhausted.
         """
-        return self.get_conn().iter_records(service, start, end, page_size=page_size)
-
-    @property
-    def stats(self) -> FetchStats:
-        """Counters of the last :meth:`iter_records` call."""
-        return self._client.stats if self._client else FetchStats()
+        return self.get_conn().fetch(service, start, end, page_size=page_size)
 
     def test_connection(self) -> tuple[bool, str]:
         """Get a token, then ask each service for one record. Used by the UI's Test button and the CLI."""

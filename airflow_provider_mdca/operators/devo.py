@@ -97,8 +97,6 @@ class DevoShipOperator(BaseOperator):
             )
         finally:
             hook.close()
-        stats = hook.stats
-        summary.bytes, summary.batches, summary.retries = stats.bytes, stats.batches, stats.retries
         figures = summary.as_dict()
         self.log.info(
             "Statistics: service=%s tag=%s window=[%s, %s) staged=%d delivered=%d skipped_delivered_before=%d "

@@ -76,17 +76,17 @@ class MdcaFetchOperator(BaseOperator):
         window = window_dir(staging_base(self.staging_url, self.staging_conn_id), self.service_name, start, end)
         hook = MdcaHook(mdca_conn_id=self.mdca_conn_id)
         self.log.info("Fetching %s for the window [%s, %s) into %s", self.service_name, start, end, window)
-        records = hook.iter_records(self.service_name, start, end, page_size=self.page_size)
+        records = hook.fetch(self.service_name, start, end, page_size=self.page_size)
         manifest, summary = fetch_to_stage(
             records,
             window,
             service=self.service_name,
             start=start,
             end=end,
-            stats=lambda: hook.stats.as_dict(),
+            stats=records.stats,
             max_part_bytes=self.max_part_bytes,
         )
-        stats = hook.stats
+        stats = records.stats
         self.log.info("%s", stats.summary())
         self.log.info(
             "Statistics: service=%s window=[%s, %s) records_fetched=%d api_total=%s requests=%d retries=%d "

@@ -59,6 +59,7 @@ __all__ = [
     "flatten_alert",
     "flatten_alerts",
     "flatten_alerts_json",
+    "flatten_alerts_json_by_alert",
     "flatten_event",
     "list_field",
 ]
@@ -243,18 +244,38 @@ def flatten_alerts_json(
     ['{"_id":"a","related_ips":2,"ip_id":1}', '{"_id":"a","related_ips":2,"ip_id":2}']
     """
     _check_max_events(max_events)
-    return _stream_json(alerts, max_events, FlattenStats() if stats is None else stats, encode)
+    return (line for _, lines in _alerts_json(alerts, max_events, stats or FlattenStats(), encode) for line in lines)
 
 
-def _stream_json(
+def flatten_alerts_json_by_alert(
+    alerts: Iterable[dict[str, Any]],
+    *,
+    encode: Callable[[Any], bytes],
+    max_events: int = DEFAULT_MAX_EVENTS,
+    stats: FlattenStats | None = None,
+) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
+    """:func:`flatten_alerts_json`, one alert at a time: each alert with the JSON lines of its events.
+
+    For a caller that keeps a figure per alert (the flatten step counts each alert's events for the delivery keys).
+
+    >>> import json
+    >>> encode = lambda event: json.dumps(event, separators=(",", ":")).encode()
+    >>> [(alert["_id"], len(lines)) for alert, lines in flatten_alerts_json_by_alert([{"_id": "a"}], encode=encode)]
+    [('a', 1)]
+    """
+    _check_max_events(max_events)
+    return _alerts_json(alerts, max_events, stats or FlattenStats(), encode)
+
+
+def _alerts_json(
     alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenStats, encode: Callable[[Any], bytes]
-) -> Iterator[bytes]:
+) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
     for alert in alerts:
         lines, capped = _expand_alert_json(alert, max_events, encode)
         stats.alerts_in += 1
         stats.capped += capped
         stats.events_out += len(lines)  # at most max_events lines: bounded, so a list is fine
-        yield from lines
+        yield alert, lines
 
 
 def _expand_alert_json(

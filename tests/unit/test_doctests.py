@@ -11,13 +11,14 @@ import pytest
 MODULES = [
     "airflow_provider_mdca.redaction",
     "airflow_provider_mdca.json_codec",
-    "airflow_provider_mdca.client.transport",
+    "airflow_provider_mdca.retry",
+    "airflow_provider_mdca.errors",
     "airflow_provider_mdca.devo.framing",
     "airflow_provider_mdca.devo.sender",
     "airflow_provider_mdca.transforms.flatten",
     "airflow_provider_mdca.transforms.obfuscate",
     "airflow_provider_mdca.staging",
-    "airflow_provider_mdca.pipeline",
+    "airflow_provider_mdca.event_keys",
     "airflow_provider_mdca.config",
 ]
 

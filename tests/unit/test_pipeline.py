@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_mdca.devo import DeliveryStats
 from airflow_provider_mdca.pipeline import FETCHED, FLATTENED, fetch_to_stage, flatten_stage, ship_stage
 from airflow_provider_mdca.staging import (
     StagingError,
@@ -36,7 +37,7 @@ class Sink:
 
     def send(
         self, tag: str, events: Iterable[Mapping[str, Any]], *, on_batch: Callable[[int], None] | None = None
-    ) -> int:
+    ) -> DeliveryStats:
         self.tags.add(tag)
         pending: list[dict[str, Any]] = []
         sent = 0
@@ -47,7 +48,7 @@ class Sink:
                 pending = []
         if pending:
             sent += self._flush(pending, on_batch)
-        return sent
+        return DeliveryStats(events=sent)
 
     def _flush(self, batch: list[dict[str, Any]], on_batch: Callable[[int], None] | None) -> int:
         if self.fail_after is not None and self.batches >= self.fail_after:
@@ -91,7 +92,7 @@ def test_an_empty_window_is_a_committed_window_that_ships_nothing(tmp_path):
 
 def test_fetch_records_the_api_total_and_request_stats(tmp_path):
     stats = {"api_total": 42, "requests": 3, "retries": 1}
-    manifest = read_manifest(stage(tmp_path, records(42), stats=lambda: stats, max_part_bytes=1_000))
+    manifest = read_manifest(stage(tmp_path, records(42), stats=stats, max_part_bytes=1_000))
     assert manifest.api_total == 42 and manifest.request_stats == stats
     assert manifest.record_count == 42 and len(manifest.parts) > 1
 
