@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -13,11 +16,13 @@ import pytest
 from airflow_provider_mdca.devo import DeliveryStats
 from airflow_provider_mdca.pipeline import FETCHED, FLATTENED, fetch_to_stage, flatten_stage, ship_stage
 from airflow_provider_mdca.staging import (
+    DeliveryLedger,
     StagingError,
     is_window_delivered,
     manifest_path,
     read_manifest,
     window_dir,
+    write_manifest,
 )
 from airflow_provider_mdca.transforms.obfuscate import Obfuscator, parse_rules
 
@@ -192,3 +197,61 @@ def test_a_corrupt_part_stops_the_ship_and_names_the_part(tmp_path):
     part.write_bytes(part.read_bytes()[:-8] + b"garbage!")
     with pytest.raises(StagingError, match=part.name):
         ship_stage(path, Sink(), tag="t.activities")
+
+
+def test_the_delivery_marker_records_what_the_sends_returned(tmp_path):
+    class CountingSink(Sink):
+        def send(self, tag, events, *, on_batch=None):
+            sent = super().send(tag, events, on_batch=on_batch)
+            return DeliveryStats(events=sent.events, bytes=100 * sent.events, batches=1, retries=2)
+
+    path = stage(tmp_path, records(25), max_part_bytes=1_000)
+    parts = len(read_manifest(path).parts)
+    summary = ship_stage(path, CountingSink(), tag="t.activities")
+    marker = json.loads((path.parent.parent / "delivered.json").read_text())["summary"]
+    assert (summary.bytes, summary.batches, summary.retries) == (2_500, parts, 2 * parts)
+    assert {key: marker[key] for key in ("delivered", "bytes", "batches", "retries")} == {
+        "delivered": 25,
+        "bytes": 2_500,
+        "batches": parts,
+        "retries": 2 * parts,
+    }
+
+
+def test_flattened_parts_delivered_before_are_not_read_again(tmp_path):
+    fetched = stage(tmp_path, alerts(40, ips=5), service="alerts")
+    flattened, _ = flatten_stage(fetched, max_part_bytes=700)  # parts end inside alerts' 5 events
+    manifest = read_manifest(flattened)
+    sink = Sink(batch=7, fail_after=6)
+    with pytest.raises(ConnectionError):
+        ship_stage(flattened, sink, tag="t.alerts")
+    delivered = DeliveryLedger(flattened.parent.parent).delivered_parts(FLATTENED)
+    assert delivered and len(delivered) < len(manifest.parts)
+    for part in delivered:  # what a retry must not open: gone
+        (flattened.parent / part.name).unlink()
+    sink.fail_after = None
+    ship_stage(flattened, sink, tag="t.alerts")
+    assert Counter(sink.ids()) == Counter({f"a{i:04d}": 5 for i in range(40)})
+    assert len({(event["_id"], event["ip_id"]) for event in sink.events}) == 200
+
+
+def test_the_part_key_offsets_give_the_keys_a_whole_stage_count_gives(tmp_path):
+    rows = [*alerts(12, ips=4), *alerts(3, ips=2), {"entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 1}]}]
+    flattened, _ = flatten_stage(stage(tmp_path, rows, service="alerts"), max_part_bytes=400)
+    manifest = read_manifest(flattened)
+    assert manifest.extra["event_key_offsets"] and len(manifest.parts) > 5
+
+    def ledger_keys(window: Path) -> set[str]:
+        return DeliveryLedger(window).delivered_ids()
+
+    ship_stage(flattened, Sink(batch=5), tag="t.alerts")
+    with_offsets = ledger_keys(flattened.parent.parent)
+    # The same window as staged before the manifest carried offsets: every part's keys counted by reading.
+    other = tmp_path / "old"
+    shutil.copytree(flattened.parent.parent, other, ignore=shutil.ignore_patterns("ledger", "delivered.json"))
+    old_manifest = dataclasses.replace(
+        manifest, extra={k: v for k, v in manifest.extra.items() if k != "event_key_offsets"}
+    )
+    write_manifest(other, old_manifest)
+    ship_stage(other / FLATTENED / "manifest.json", Sink(batch=5), tag="t.alerts")
+    assert with_offsets == ledger_keys(other) and len(with_offsets) == 12 * 4 + 3 * 2 + 2
