@@ -15,7 +15,7 @@ def get_provider_info() -> dict[str, Any]:
     Keep it importable without Airflow and without side effects: one invalid provider breaks every
     ``airflow`` command.
     """
-    from airflow_provider_mdca.connection_fields import (
+    from airflow_provider_mdca.connections.forms import (
         DEVO_CONN_FIELDS,
         DEVO_UI_FIELD_BEHAVIOUR,
         MDCA_CONN_FIELDS,

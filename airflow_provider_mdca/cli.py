@@ -228,7 +228,7 @@ def _mdca_checks(conn_id: str, services: list[str]) -> Iterator[Check]:
 
 
 def _probe(client: MdcaClient, service: str, subject: str) -> Check:
-    if SERVICES[service].auth is AuthKind.LEGACY_TOKEN and not client.config.files_access_token:
+    if not client.config.has_credential_for(SERVICES[service]):
         return Check(
             service,
             False,
@@ -257,7 +257,7 @@ def _devo_check(conn_id: str, services: list[str]) -> Check:
 
 
 def _obfuscation_check(group: list[ServiceConfig]) -> Check:
-    from airflow_provider_mdca.hooks.obfuscation import build_obfuscator
+    from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 
     first = group[0]
     source = (

@@ -1,11 +1,10 @@
 """Gzip for staged parts and Devo HTTP bodies: ISA-L's (``isal``, a dependency), else the standard library's.
 
 Both write standard gzip (RFC 1952), so either reads what the other wrote: a part staged on one worker ships from
-another whatever it has installed. ISA-L is chosen for speed. On MDCA's JSON lines here it compresses about four to
-five times as fast as zlib at level 3 (1,100 to 1,350 against 255 to 275 MB/s) at a similar ratio (0.079 against
-0.077 on alerts, 0.071 against 0.066 on flattened alerts), and inflates twice as fast (800 against 400 MB/s). With
-zlib, gzip was about a fifth of the flatten step's time (each part is read twice, verified then decoded, and an alert
-becomes 1.8 events). The standard library's ``gzip`` remains the fallback for a platform that has no ``isal`` wheel.
+another whatever it has installed. ISA-L is chosen for speed: on MDCA's JSON lines it compresses several times and
+inflates about twice as fast as zlib at a similar ratio (measured figures: README, "Performance"), and with zlib gzip
+was a large share of the flatten step. The standard library's ``gzip`` remains the fallback for a platform that has
+no ``isal`` wheel.
 
 Writers set ``mtime`` to 0 and no file name, so the same records give the same bytes (and sha256) with one codec.
 """

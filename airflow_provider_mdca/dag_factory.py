@@ -11,7 +11,7 @@ collector's persistence::
   and moving the date earlier then backfilling re-ingests history (the seed collector's persistence reset).
 - ``wait_for_lag`` defers until ``data_interval_end + lag`` (records reach MDCA a little late); it passes at once for
   old windows, so backfills do not wait.
-- ``fetch`` runs in the shared pool (default ``mdca_api``): the five DAGs share one tenant's request budget.
+- ``fetch`` runs in the shared pool (default ``mdca_api``): every service's DAG shares one tenant's request budget.
 - ``ship`` delivers each record of the window once; the run param ``reship`` delivers the window again.
 
 Building a DAG touches no connection, Variable or network: the operators read their connections when they run.
@@ -29,7 +29,7 @@ from airflow_provider_mdca.config import CollectorConfig, ServiceConfig, format_
 from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
 from airflow_provider_mdca.operators.devo import DevoShipOperator
 from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
-from airflow_provider_mdca.operators.mdca import FETCH_OPERATORS, MdcaFetchOperator
+from airflow_provider_mdca.operators.mdca import MdcaFetchOperator, fetch_operator
 from airflow_provider_mdca.services import SERVICES
 
 __all__ = ["build_dag", "build_dags"]
@@ -97,8 +97,9 @@ def _wait_task(service: ServiceConfig) -> TimeDeltaSensor:
 
 
 def _fetch_task(service: ServiceConfig) -> MdcaFetchOperator:
-    return FETCH_OPERATORS[service.name](
+    return fetch_operator(service.name)(
         task_id="fetch",
+        service=service.name,
         mdca_conn_id=service.mdca_conn_id,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,

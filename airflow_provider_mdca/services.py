@@ -1,25 +1,43 @@
-"""The five MDCA services as data: endpoint, window field, paging strategy, auth kind and Devo table.
+"""The MDCA services as data: endpoint, window field, paging, auth kind, Devo table and default schedule.
 
-Everything that differs between services lives here, so the client, the operators and the DAG factory
-are written once. Imports nothing from Airflow.
+Everything that differs between services lives here, so the client, the operators, the collector configuration,
+the DAG factory and the emulator are written once: adding a service is one entry in :data:`SERVICES` (and, for the
+emulator, a record builder). The limits of each paging strategy live here too. Imports nothing from Airflow.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta
 
-__all__ = ["SERVICES", "AuthKind", "Paging", "Service", "get_service"]
+__all__ = ["DEVO_TABLE_PREFIX", "SERVICES", "SKIP_CEILING", "AuthKind", "Paging", "Service", "get_service"]
 
 DEVO_TABLE_PREFIX = "casb.microsoft_defender.cloud_apps"
 
+#: Skip/limit paging: ``skip + limit`` may not pass this (Microsoft's own module refuses it; re-anchor before).
+SKIP_CEILING = 5000
+
 
 class Paging(enum.Enum):
-    """How a service's records are paged."""
+    """How a service's records are paged, and the page sizes MDCA accepts for it."""
 
     SCAN = "scan"  # activities: isScan + nextQueryFilters, time-walk fallback
     SORTED_SKIP = "sorted_skip"  # alerts, files: sorted skip/limit, re-anchored before the skip ceiling
     SNAPSHOT = "snapshot"  # entities, subnets: the whole collection, skip/limit
+
+    @property
+    def page_sizes(self) -> tuple[int, int]:
+        """The smallest and largest records per request MDCA documents; the largest is the default.
+
+        Scan mode takes 500 to 5,000 records a request; skip/limit paging at most 100.
+        """
+        return (500, 5000) if self is Paging.SCAN else (1, 100)
+
+    @property
+    def max_page_size(self) -> int:
+        """The largest page, and the default: the tenant's request budget, not memory, is the bottleneck."""
+        return self.page_sizes[1]
 
 
 class AuthKind(enum.Enum):
@@ -40,6 +58,10 @@ class Service:
     :param filter_field: the filter that selects the window (None for snapshots).
     :param time_field: the record field holding the window timestamp in epoch ms (None for snapshots).
     :param permission_hint: what to grant when the API answers 403.
+    :param default_period: the window length (a snapshot's interval) when the configuration sets none: short where
+        records are many (the seed collector's ``request_period_in_seconds``).
+    :param default_lag: how long after a window's end to wait before reading it (none for snapshots).
+    :param flattened: whether each record is expanded into one event per combination of its entities (alerts).
     """
 
     name: str
@@ -49,6 +71,9 @@ class Service:
     filter_field: str | None
     time_field: str | None
     permission_hint: str
+    default_period: timedelta
+    default_lag: timedelta = timedelta(0)
+    flattened: bool = False
 
     @property
     def devo_table(self) -> str:
@@ -62,28 +87,70 @@ class Service:
 
 
 _INVESTIGATION = "grant the app registration the application permission Investigation.read and admin consent"
+_FILES_TOKEN = (
+    "no Entra ID app permission covers files: create an API token in the Defender for Cloud Apps portal "
+    "(Settings -> API tokens) and set it as the connection's extra `files_access_token`"
+)
+# Records reach MDCA a little after their timestamp: wait this long after a window's end before reading it.
+_LAG = timedelta(minutes=2)
 
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in sorted(
         [
             Service(
-                "activities", "api/v1/activities/", Paging.SCAN, AuthKind.ENTRA, "date", "timestamp", _INVESTIGATION
+                name="activities",
+                endpoint="api/v1/activities/",
+                paging=Paging.SCAN,
+                auth=AuthKind.ENTRA,
+                filter_field="date",
+                time_field="timestamp",
+                permission_hint=_INVESTIGATION,
+                default_period=timedelta(minutes=5),
+                default_lag=_LAG,
             ),
             Service(
-                "alerts", "api/v1/alerts/", Paging.SORTED_SKIP, AuthKind.ENTRA, "date", "timestamp", _INVESTIGATION
+                name="alerts",
+                endpoint="api/v1/alerts/",
+                paging=Paging.SORTED_SKIP,
+                auth=AuthKind.ENTRA,
+                filter_field="date",
+                time_field="timestamp",
+                permission_hint=_INVESTIGATION,
+                default_period=timedelta(minutes=5),
+                default_lag=_LAG,
+                flattened=True,
             ),
-            Service("data_enrichment", "api/v1/subnet/", Paging.SNAPSHOT, AuthKind.ENTRA, None, None, _INVESTIGATION),
-            Service("entities", "api/v1/entities/", Paging.SNAPSHOT, AuthKind.ENTRA, None, None, _INVESTIGATION),
             Service(
-                "files",
-                "api/v1/files/",
-                Paging.SORTED_SKIP,
-                AuthKind.LEGACY_TOKEN,
-                "modifiedDate",
-                "modifiedDate",
-                "no Entra ID app permission covers files: create an API token in the Defender for Cloud Apps "
-                "portal (Settings -> API tokens) and set it as the connection's extra `files_access_token`",
+                name="data_enrichment",
+                endpoint="api/v1/subnet/",
+                paging=Paging.SNAPSHOT,
+                auth=AuthKind.ENTRA,
+                filter_field=None,
+                time_field=None,
+                permission_hint=_INVESTIGATION,
+                default_period=timedelta(days=1),
+            ),
+            Service(
+                name="entities",
+                endpoint="api/v1/entities/",
+                paging=Paging.SNAPSHOT,
+                auth=AuthKind.ENTRA,
+                filter_field=None,
+                time_field=None,
+                permission_hint=_INVESTIGATION,
+                default_period=timedelta(days=1),
+            ),
+            Service(
+                name="files",
+                endpoint="api/v1/files/",
+                paging=Paging.SORTED_SKIP,
+                auth=AuthKind.LEGACY_TOKEN,
+                filter_field="modifiedDate",
+                time_field="modifiedDate",
+                permission_hint=_FILES_TOKEN,
+                default_period=timedelta(hours=1),
+                default_lag=_LAG,
             ),
         ],
         key=lambda s: s.name,

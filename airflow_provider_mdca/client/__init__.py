@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.mdca import MdcaClient
 from airflow_provider_mdca.client.stats import FetchStats, RecordStream
+from airflow_provider_mdca.connections.mdca import MdcaConfig
 
 __all__ = ["FetchStats", "MdcaClient", "MdcaConfig", "RecordStream"]

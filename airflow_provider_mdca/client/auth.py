@@ -17,8 +17,8 @@ import msal.exceptions
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from airflow_provider_mdca.client.config import MDCA_SCOPE, MdcaConfig
 from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
+from airflow_provider_mdca.connections.mdca import MDCA_SCOPE, MdcaConfig
 from airflow_provider_mdca.errors import SetupError
 from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.retry import (

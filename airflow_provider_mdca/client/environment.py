@@ -1,11 +1,11 @@
 """What requests takes from the environment (proxies, the CA bundle), read once instead of on every request.
 
 With ``trust_env`` on, requests reads the proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) again on every request
-by walking the whole process environment: about half a millisecond a page here, a tenth of an alerts page's round
-trip. The client's session therefore has ``trust_env`` off and passes, with each request, what these functions
-resolved once by requests' own rules: the host's proxies (a host listed in ``NO_PROXY`` goes direct) and, for
-``verify: true``, the bundle named by ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``) when one is set. ``.netrc``
-credentials, the one other thing ``trust_env`` brings, are never wanted: the client authenticates itself.
+by walking the whole process environment, a measurable share of a small page's round trip. The client's session
+therefore has ``trust_env`` off and passes, with each request, what these functions resolved once by requests' own
+rules: the host's proxies (a host listed in ``NO_PROXY`` goes direct) and, for ``verify: true``, the bundle named by
+``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``) when one is set. ``.netrc`` credentials, the one other thing
+``trust_env`` brings, are never wanted: the client authenticates itself.
 """
 
 from __future__ import annotations

@@ -12,9 +12,7 @@ from urllib.parse import urljoin
 import requests
 
 from airflow_provider_mdca.client.auth import EntraIdAuth, LegacyTokenAuth, MdcaAuth
-from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.pagination import (
-    SKIP_PAGE_SIZE,
     ScanPaginator,
     SnapshotPaginator,
     SortedSkipPaginator,
@@ -23,6 +21,7 @@ from airflow_provider_mdca.client.pagination import (
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats, RecordStream
 from airflow_provider_mdca.client.transport import RequestContext, Transport
+from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError, error_context
 from airflow_provider_mdca.services import AuthKind, Paging, Service, get_service
 
@@ -130,7 +129,8 @@ class MdcaClient:
         ``entities`` and ``data_enrichment`` are full snapshots: the window is ignored. Nothing is requested until
         the stream is read; its ``stats`` are this fetch's figures, final once it is exhausted (or has failed).
 
-        :param page_size: scan page size for activities (500-5000); the skip services always use 100.
+        :param page_size: records per request, within the service's paging limits (``Paging.page_sizes``); by
+            default the largest (the connection's ``scan_page_size`` for scan paging).
         """
         svc = get_service(service)
         stats = FetchStats(service=service)
@@ -164,6 +164,7 @@ class MdcaClient:
     def _paginator(
         self, svc: Service, window: Window, stats: FetchStats, page_size: int | None
     ) -> ScanPaginator | SortedSkipPaginator | SnapshotPaginator:
+        largest = svc.paging.max_page_size
         if svc.paging is Paging.SCAN:
             assert svc.filter_field and svc.time_field
             limit = page_size or self.config.scan_page_size
@@ -177,9 +178,9 @@ class MdcaClient:
                 filter_field=svc.filter_field,
                 time_field=svc.time_field,
                 stats=stats,
-                page_size=min(page_size or SKIP_PAGE_SIZE, SKIP_PAGE_SIZE),
+                page_size=min(page_size or largest, largest),
             )
-        return SnapshotPaginator(stats=stats, page_size=min(page_size or SKIP_PAGE_SIZE, SKIP_PAGE_SIZE))
+        return SnapshotPaginator(stats=stats, page_size=min(page_size or largest, largest))
 
     def probe(self, service: str) -> int:
         """Ask ``service`` for one record: proves credentials, permissions and the URL. Returns records seen."""

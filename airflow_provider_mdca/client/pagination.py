@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
+from airflow_provider_mdca.services import SKIP_CEILING, Paging
 
 __all__ = [
     "FetchPage",
@@ -31,9 +32,8 @@ log = logging.getLogger(__name__)
 
 FetchPage = Callable[[dict[str, Any]], dict[str, Any]]
 
-SKIP_PAGE_SIZE = 100  # the documented maximum per call for skip/limit paging
-SKIP_CEILING = 5000  # skip + limit may not pass this
-SCAN_MAX_PAGE_SIZE = 5000
+SKIP_PAGE_SIZE = Paging.SORTED_SKIP.max_page_size
+SCAN_MAX_PAGE_SIZE = Paging.SCAN.max_page_size
 _MAX_EMPTY_PAGES = 3  # consecutive empty pages that still say hasNext before we call it a loop
 
 

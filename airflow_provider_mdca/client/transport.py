@@ -21,10 +21,10 @@ import requests
 
 from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.client.auth import MdcaAuth
-from airflow_provider_mdca.client.config import MdcaConfig
 from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import PullError
 from airflow_provider_mdca.retry import (
     RetryableError,

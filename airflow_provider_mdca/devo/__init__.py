@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.http import HttpStreamSender
 from airflow_provider_mdca.devo.sender import DeliveryStats, Sender
 from airflow_provider_mdca.devo.tls import TlsRelaySender

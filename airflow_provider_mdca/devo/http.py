@@ -13,7 +13,7 @@ from urllib.parse import quote
 import requests
 
 from airflow_provider_mdca import compression
-from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.sender import Sender
 from airflow_provider_mdca.errors import DeliveryError
 from airflow_provider_mdca.redaction import install_log_redaction, register_secret

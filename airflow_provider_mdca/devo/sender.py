@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.framing import encode_event
 from airflow_provider_mdca.errors import DeliveryError, error_context
 from airflow_provider_mdca.retry import RetryableError, RetryPolicy

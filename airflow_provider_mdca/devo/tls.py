@@ -16,7 +16,7 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 
-from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.framing import syslog_prefix
 from airflow_provider_mdca.devo.sender import Sender
 from airflow_provider_mdca.errors import DeliveryError

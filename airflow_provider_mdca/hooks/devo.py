@@ -6,10 +6,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_provider_mdca._compat import BaseHook, mask_secret
-from airflow_provider_mdca.connection_fields import DEVO_CONN_FIELDS, DEVO_UI_FIELD_BEHAVIOUR
+from airflow_provider_mdca.connections.forms import (
+    DEVO_CONN_FIELDS,
+    DEVO_UI_FIELD_BEHAVIOUR,
+    field_behaviour,
+    form_widgets,
+)
 from airflow_provider_mdca.devo import DeliveryStats, DevoConfig, Sender, make_sender
 from airflow_provider_mdca.errors import MdcaProviderError
-from airflow_provider_mdca.hooks._forms import field_behaviour, form_widgets
 
 __all__ = ["DevoHook"]
 

@@ -7,10 +7,14 @@ from typing import Any
 
 from airflow_provider_mdca._compat import BaseHook, mask_secret
 from airflow_provider_mdca.client import MdcaClient, MdcaConfig, RecordStream
-from airflow_provider_mdca.connection_fields import MDCA_CONN_FIELDS, MDCA_UI_FIELD_BEHAVIOUR
+from airflow_provider_mdca.connections.forms import (
+    MDCA_CONN_FIELDS,
+    MDCA_UI_FIELD_BEHAVIOUR,
+    field_behaviour,
+    form_widgets,
+)
 from airflow_provider_mdca.errors import MdcaProviderError
-from airflow_provider_mdca.hooks._forms import field_behaviour, form_widgets
-from airflow_provider_mdca.services import SERVICES, AuthKind
+from airflow_provider_mdca.services import SERVICES
 
 __all__ = ["MdcaHook"]
 
@@ -73,7 +77,7 @@ class MdcaHook(BaseHook):
             return False, str(exc)
         lines, ok = [], True
         for name, service in SERVICES.items():
-            if service.auth is AuthKind.LEGACY_TOKEN and not client.config.files_access_token:
+            if not client.config.has_credential_for(service):
                 lines.append(f"{name}: not configured (set extra.files_access_token, the portal's API token)")
                 continue
             try:

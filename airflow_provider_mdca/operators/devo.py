@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow_provider_mdca._compat import Asset, BaseOperator, Context
 from airflow_provider_mdca.hooks.devo import DevoHook
-from airflow_provider_mdca.hooks.obfuscation import build_obfuscator
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_path
+from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.pipeline import ship_stage
 from airflow_provider_mdca.services import get_service
 

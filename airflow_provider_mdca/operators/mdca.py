@@ -20,7 +20,13 @@ __all__ = [
     "MdcaEntitiesOperator",
     "MdcaFetchOperator",
     "MdcaFilesOperator",
+    "fetch_operator",
 ]
+
+
+#: The fetch operator of each service, by service name: its own subclass where it has one (filled in as each
+#: subclass is defined), else :class:`MdcaFetchOperator` itself with ``service=``. See :func:`fetch_operator`.
+FETCH_OPERATORS: dict[str, type[MdcaFetchOperator]] = {}
 
 
 class MdcaFetchOperator(BaseOperator):
@@ -43,6 +49,11 @@ class MdcaFetchOperator(BaseOperator):
     template_fields: Sequence[str] = ("mdca_conn_id", "staging_url", "staging_conn_id")
     ui_color = "#d4e7fb"
     service: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.service is not None:  # a per-service operator: the DAG factory uses it for that service
+            FETCH_OPERATORS[get_service(cls.service).name] = cls
 
     def __init__(
         self,
@@ -137,15 +148,6 @@ class MdcaFilesOperator(MdcaFetchOperator):
     service = "files"
 
 
-#: The fetch operator of each service, by service name.
-FETCH_OPERATORS: dict[str, type[MdcaFetchOperator]] = {
-    cls.service: cls
-    for cls in (
-        MdcaActivitiesOperator,
-        MdcaAlertsOperator,
-        MdcaEntitiesOperator,
-        MdcaDataEnrichmentOperator,
-        MdcaFilesOperator,
-    )
-    if cls.service is not None
-}
+def fetch_operator(service: str) -> type[MdcaFetchOperator]:
+    """The operator class that fetches ``service`` (a registry name): a service needs no subclass of its own."""
+    return FETCH_OPERATORS.get(get_service(service).name, MdcaFetchOperator)

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_provider_mdca import config as config_module
+from airflow_provider_mdca.config import durations as config_durations
 from airflow_provider_mdca.config import (
     SCHEMA,
     format_duration,
@@ -445,7 +445,7 @@ def test_the_effective_config_loads_back_to_the_same_config():
 
 
 def test_the_docstring_examples_hold():
-    results = doctest.testmod(config_module)
+    results = doctest.testmod(config_durations)
     assert results.attempted >= 2 and results.failed == 0
 
 

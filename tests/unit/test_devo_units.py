@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airflow_provider_mdca.devo.config import DevoConfig
+from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.framing import encode_event, syslog_prefix
 from airflow_provider_mdca.devo.sender import iter_batches
 from airflow_provider_mdca.errors import DeliveryError, InitVariablesError

@@ -19,7 +19,7 @@ MODULES = [
     "airflow_provider_mdca.transforms.obfuscate",
     "airflow_provider_mdca.staging",
     "airflow_provider_mdca.event_keys",
-    "airflow_provider_mdca.config",
+    "airflow_provider_mdca.config.durations",
 ]
 
 

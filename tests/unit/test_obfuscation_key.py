@@ -7,7 +7,7 @@ import json
 import pytest
 
 from airflow_provider_mdca.errors import InitVariablesError
-from airflow_provider_mdca.hooks.obfuscation import build_obfuscator, get_obfuscation_key
+from airflow_provider_mdca.operators.obfuscation import build_obfuscator, get_obfuscation_key
 
 KEY = "k" * 32
 

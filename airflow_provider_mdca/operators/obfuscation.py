@@ -1,4 +1,8 @@
-"""The obfuscation key, from an Airflow connection or Variable, for the obfuscate transform."""
+"""The obfuscation key, read from an Airflow connection or Variable when a task runs, and the obfuscator built on it.
+
+The ship operator (and ``mdca-collector validate``) use it; the obfuscation itself is the pure transform
+:mod:`airflow_provider_mdca.transforms.obfuscate`.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca._conn_fields import field_error, parse_extra, parse_verify
+from airflow_provider_mdca.connections.parsing import field_error, parse_extra, parse_verify
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DevoConfig"]
 

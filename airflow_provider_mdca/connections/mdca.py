@@ -1,4 +1,4 @@
-"""The MDCA client's configuration: a typed, validated view of an ``mdca`` connection."""
+"""What the MDCA client needs: a typed, validated view of an ``mdca`` connection."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca._conn_fields import field_error, parse_extra, parse_verify
+from airflow_provider_mdca.connections.parsing import field_error, parse_extra, parse_verify
+from airflow_provider_mdca.services import AuthKind, Paging, Service
 
 __all__ = ["DEFAULT_TOKEN_URL", "MDCA_SCOPE", "MdcaConfig"]
 
@@ -40,8 +41,13 @@ class MdcaConfig:
     backoff_max: float = 60.0
     #: Wait after a 429 that has no Retry-After (Microsoft's own module waits 60 s).
     retry_after_default: float = 60.0
-    #: Activities scan page size (500-5000). The tenant's request budget, not memory, is the bottleneck.
-    scan_page_size: int = 5000
+    #: Activities scan page size (``Paging.SCAN.page_sizes``). The tenant's request budget, not memory, is the
+    #: bottleneck: the largest by default.
+    scan_page_size: int = Paging.SCAN.max_page_size
+
+    def has_credential_for(self, service: Service) -> bool:
+        """Whether the connection holds the credential ``service`` needs (files: the legacy API token)."""
+        return service.auth is not AuthKind.LEGACY_TOKEN or bool(self.files_access_token)
 
     @property
     def authority(self) -> str:
@@ -102,8 +108,9 @@ class MdcaConfig:
                 kwargs[name] = int(_number(value, f"extra.{name}", -1, fail))
         if (value := ext("scan_page_size")) is not None:
             size = int(_number(value, "extra.scan_page_size", 0, fail))
-            if not 500 <= size <= 5000:
-                raise fail("extra.scan_page_size", f"must be between 500 and 5000, got {size}")
+            low, high = Paging.SCAN.page_sizes
+            if not low <= size <= high:
+                raise fail("extra.scan_page_size", f"must be between {low} and {high}, got {size}")
             kwargs["scan_page_size"] = size
 
         return cls(

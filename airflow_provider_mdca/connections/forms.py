@@ -1,16 +1,24 @@
-"""Connection form fields, as data.
+"""The connection forms of ``mdca`` and ``devo``, as data, and Airflow 2.11's form built from them.
 
 One source for ``get_provider_info()`` (Airflow >= 3.2 reads ``conn-fields`` / ``ui-field-behaviour``)
-and for the hook classmethods that Airflow 2.11 still calls.
+and for the hook classmethods that Airflow 2.11 still calls (:func:`form_widgets`, :func:`field_behaviour`).
 
-Imports nothing from Airflow, so the provider info stays cheap to load.
+Imports nothing from Airflow, so the provider info stays cheap to load; Airflow 2.11's form classes are imported
+only when its webserver asks for the widgets.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEVO_CONN_FIELDS", "DEVO_UI_FIELD_BEHAVIOUR", "MDCA_CONN_FIELDS", "MDCA_UI_FIELD_BEHAVIOUR"]
+__all__ = [
+    "DEVO_CONN_FIELDS",
+    "DEVO_UI_FIELD_BEHAVIOUR",
+    "MDCA_CONN_FIELDS",
+    "MDCA_UI_FIELD_BEHAVIOUR",
+    "field_behaviour",
+    "form_widgets",
+]
 
 MDCA_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "tenant_id": {
@@ -116,3 +124,31 @@ DEVO_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "domain": "mydomain",
     },
 }
+
+
+def form_widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """WTForms fields for Airflow 2.11's connection form (Airflow >= 3.2 reads ``conn-fields`` instead)."""
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextAreaFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import PasswordField, StringField
+
+    widgets: dict[str, Any] = {}
+    for name, spec in fields.items():
+        fmt = spec["schema"].get("format")
+        if fmt == "password":
+            field_class, widget = PasswordField, BS3PasswordFieldWidget()
+        elif fmt == "multiline":
+            field_class, widget = StringField, BS3TextAreaFieldWidget()
+        else:
+            field_class, widget = StringField, BS3TextFieldWidget()
+        widgets[name] = field_class(lazy_gettext(spec["label"]), widget=widget, description=spec["description"])
+    return widgets
+
+
+def field_behaviour(behaviour: dict[str, Any]) -> dict[str, Any]:
+    """Airflow 2.11's snake_case form of a ``ui-field-behaviour`` mapping."""
+    return {
+        "hidden_fields": behaviour["hidden-fields"],
+        "relabeling": behaviour["relabeling"],
+        "placeholders": behaviour["placeholders"],
+    }

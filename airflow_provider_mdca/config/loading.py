@@ -1,0 +1,275 @@
+"""Reading the collector configuration: YAML in, the schema checked, settings merged and typed, every problem named.
+
+Built-in defaults (the registry's, :data:`~airflow_provider_mdca.config.model.BUILTIN_DEFAULTS`), then
+``defaults``, then ``services.<name>``; each value keeps the key path it came from, so a message says where to fix it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import yaml
+
+from airflow_provider_mdca.config._text import describe
+from airflow_provider_mdca.config.durations import parse_duration
+from airflow_provider_mdca.config.model import (
+    BUILTIN_DEFAULTS,
+    FLATTEN_KEYS,
+    KEY_SOURCES,
+    CollectorConfig,
+    ServiceConfig,
+)
+from airflow_provider_mdca.config.schema import check_schema
+from airflow_provider_mdca.errors import InitVariablesError
+from airflow_provider_mdca.services import SERVICES, Paging
+from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule, parse_rules
+
+__all__ = ["load_collector_config", "parse_collector_config"]
+
+#: The services that flatten (alerts): only they take the :data:`FLATTEN_KEYS`.
+_FLATTENED: Final = tuple(name for name, service in SERVICES.items() if service.flattened)
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with two changes: dates stay strings (we parse them as UTC) and a repeated key is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *anchor" may legitimately repeat keys it brings in
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                # PyYAML keeps the last value silently; a repeated key is almost always a paste error.
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is repeated", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# PyYAML would turn 2026-01-01 into a naive date/datetime in local time; keep the text and parse it as UTC ourselves.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_collector_config(path: str | Path) -> CollectorConfig:
+    """Read, validate and type the collector configuration at ``path``.
+
+    :raises InitVariablesError: code 3 if the file cannot be read or is not a YAML mapping (with the line of a syntax
+        error), code 1 for wrong values, types or unknown keys; the message names the file and every key path.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InitVariablesError(3, f"collector config {source}: cannot be read: {_reason(exc)}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise InitVariablesError(3, f"collector config {source}: {_yaml_problem(exc)}") from None
+    return parse_collector_config({} if data is None else data, source=source)
+
+
+def parse_collector_config(data: object, *, source: str = "<config>") -> CollectorConfig:
+    """Validate and type an already-parsed configuration (a mapping with ``defaults`` and ``services``).
+
+    :raises InitVariablesError: as :func:`load_collector_config`.
+    """
+    if not isinstance(data, Mapping):
+        raise InitVariablesError(
+            3, f"collector config {source}: expected a mapping with 'defaults' and 'services', got {describe(data)}"
+        )
+    data = _normalised(data)
+    check_schema(data, source)
+    problems: list[str] = []
+    merged = {name: _merge(name, data) for name in SERVICES}
+    undated = [name for name, m in merged.items() if m["enabled"][0] and m["historic_date_utc"][0] is None]
+    if undated and len(undated) == sum(bool(m["enabled"][0]) for m in merged.values()):
+        # Set nowhere: one message, not one per service.
+        problems.append(f"defaults.historic_date_utc: {_MISSING_DATE}")
+    services = {name: _service_config(name, merged[name], problems) for name in SERVICES}
+    problems.extend(_flatten_key_problems(data))
+    if problems:
+        raise InitVariablesError(1, f"collector config {source}: " + "; ".join(dict.fromkeys(problems)))
+    return CollectorConfig(services=services, source=source)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is None:
+        return f"YAML syntax error: {problem}"
+    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _normalised(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data with empty sections as ``{}`` and dates as ISO text.
+
+    An empty section is ``defaults:`` with every key commented out; date objects come from a caller that parsed
+    the YAML itself, and the schema wants text.
+    """
+
+    def section(value: object) -> object:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping) and isinstance(value.get("historic_date_utc"), date):
+            return {**value, "historic_date_utc": value["historic_date_utc"].isoformat()}
+        return value
+
+    out = dict(data)
+    for key in ("defaults", "services"):
+        if key in out:
+            out[key] = section(out[key])
+    if isinstance(out.get("services"), Mapping):
+        out["services"] = {name: section(value) for name, value in out["services"].items()}
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+# -- merging and typing --------------------------------------------------------------------------------------------
+
+#: A setting's value and the key path it came from (for messages); built-in defaults have the path "".
+_Setting = tuple[Any, str]
+
+
+def _merge(name: str, data: Mapping[str, Any]) -> dict[str, _Setting]:
+    """Built-in defaults, then ``defaults``, then ``services.<name>``, each value with the path it came from."""
+    merged: dict[str, _Setting] = {key: (value, "") for key, value in BUILTIN_DEFAULTS[name].items()}
+    defaults = data.get("defaults") or {}
+    own = (data.get("services") or {}).get(name) or {}
+    for key, value in defaults.items():
+        if key not in FLATTEN_KEYS:  # refused in defaults (see _flatten_key_problems); never applied elsewhere
+            merged[key] = (value, f"defaults.{key}")
+    if any(key in own for key in KEY_SOURCES):
+        for key in KEY_SOURCES:  # naming one key source replaces the defaults' choice, whichever it was
+            merged[key] = (None, "")
+    for key, value in own.items():
+        merged[key] = (value, f"services.{name}.{key}")
+    return merged
+
+
+def _flatten_key_problems(data: Mapping[str, Any]) -> Iterator[str]:
+    where = " or ".join(f"services.{name}.{{key}}" for name in _FLATTENED)
+    for key in FLATTEN_KEYS:
+        if key in (data.get("defaults") or {}):
+            yield f"defaults.{key}: applies to {' and '.join(_FLATTENED)} only; set {where.format(key=key)} instead"
+        for name, section in (data.get("services") or {}).items():
+            if name not in _FLATTENED and key in (section or {}):
+                yield f"services.{name}.{key}: only {' and '.join(_FLATTENED)} are flattened; remove this key"
+
+
+class _Problem(Exception):
+    """A value that passed the schema but not the closer check."""
+
+
+def _service_config(name: str, merged: dict[str, _Setting], problems: list[str]) -> ServiceConfig:
+    """Type every setting of one service; each bad value adds a problem naming where it was set."""
+
+    def get(key: str, convert: Callable[[Any], Any] = lambda v: v) -> Any:
+        value, path = merged[key]
+        try:
+            return convert(value)
+        except (_Problem, ValueError) as exc:
+            problem = f"{path or f'services.{name}.{key}'}: {exc}"
+            if not any(p.startswith(f"defaults.{key}: ") for p in problems):  # already said once for all
+                problems.append(problem)
+            return None
+
+    enabled = bool(merged["enabled"][0])
+    obfuscation = get("obfuscation", _rules) or ()
+    config = ServiceConfig(
+        name=name,
+        enabled=enabled,
+        period=get("period", _positive_duration),
+        historic_date_utc=get("historic_date_utc", functools.partial(_historic_date, required=enabled)),
+        lag=get("lag", parse_duration),
+        page_size=get("page_size", functools.partial(_page_size, name)),
+        flatten=bool(merged["flatten"][0]) and SERVICES[name].flattened,
+        max_events_per_alert=merged["max_events_per_alert"][0],
+        obfuscation=obfuscation,
+        obfuscation_key_conn_id=merged["obfuscation_key_conn_id"][0],
+        obfuscation_key_variable=merged["obfuscation_key_variable"][0],
+        tag=merged["tag"][0] or SERVICES[name].devo_table,
+        extra_fields=MappingProxyType(dict(merged["extra_fields"][0])),
+        retries=merged["retries"][0],
+        retry_delay=get("retry_delay", parse_duration),
+        pool=merged["pool"][0],
+        max_active_runs=merged["max_active_runs"][0],
+        staging_url=merged["staging_url"][0],
+        staging_conn_id=merged["staging_conn_id"][0],
+        retention=get("retention", parse_duration),
+        mdca_conn_id=merged["mdca_conn_id"][0],
+        devo_conn_id=merged["devo_conn_id"][0],
+        tags=tuple(dict.fromkeys([*merged["tags"][0], name])),
+    )
+    problems.extend(_key_source_problems(name, merged, obfuscation))
+    return config
+
+
+def _positive_duration(value: Any) -> timedelta:
+    delta = parse_duration(value)
+    if delta <= timedelta(0):
+        raise _Problem("must be longer than zero: it is the length of a window")
+    return delta
+
+
+_MISSING_DATE: Final = "required: the start of the first window (the DAG's start date), e.g. 2026-01-01T00:00:00Z"
+
+
+def _historic_date(value: Any, *, required: bool) -> datetime | None:
+    if value is None:
+        if required:
+            raise _Problem(_MISSING_DATE + "; set it here or under defaults")
+        return None
+    return _utc_datetime(value)
+
+
+def _utc_datetime(text: str) -> datetime:
+    """ISO 8601 date or date-time; naive means UTC, an offset is converted to UTC."""
+    cleaned = text.strip()
+    if cleaned.endswith(("Z", "z")):
+        cleaned = cleaned[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read "Z"
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise _Problem(
+            f"expected an ISO 8601 date or date-time in UTC, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, "
+            f"got {describe(text)}"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _page_size(service: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    paging = SERVICES[service].paging
+    low, high = paging.page_sizes
+    if not low <= value <= high:
+        kind = "scan paging" if paging is Paging.SCAN else "skip/limit paging"
+        raise _Problem(f"for {service} ({kind}) must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+def _rules(value: Any) -> tuple[ObfuscationRule, ...]:
+    return tuple(parse_rules(value))
+
+
+def _key_source_problems(name: str, merged: dict[str, _Setting], rules: tuple[ObfuscationRule, ...]) -> list[str]:
+    (conn_id, _), (variable, variable_path) = (merged[key] for key in KEY_SOURCES)
+    if conn_id is not None and variable is not None:
+        return [f"{variable_path}: set either obfuscation_key_conn_id or obfuscation_key_variable, not both"]
+    if conn_id is None and variable is None and any(rule.method == "hmac" for rule in rules):
+        path = merged["obfuscation"][1] or f"services.{name}.obfuscation"
+        return [f"{path}: hmac rules need a key: set obfuscation_key_conn_id or obfuscation_key_variable"]
+    return []

@@ -1,0 +1,153 @@
+"""The collector configuration, typed: each service's effective settings, and the built-in defaults under them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Final
+
+from airflow_provider_mdca.config.durations import format_duration
+from airflow_provider_mdca.config.schema import SETTINGS
+from airflow_provider_mdca.services import SERVICES
+from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
+
+__all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig"]
+
+#: The settings only a flattened service (alerts) takes.
+FLATTEN_KEYS: Final = ("flatten", "max_events_per_alert")
+#: The two ways to name the obfuscation key: a service that names one replaces both of the defaults' pair.
+KEY_SOURCES: Final = ("obfuscation_key_conn_id", "obfuscation_key_variable")
+
+
+def _builtin_defaults(service: str) -> dict[str, Any]:
+    """The built-in settings of one service, in the config's own (YAML) form."""
+    return {
+        "enabled": True,
+        # Everything that differs between services is the registry's (services.py).
+        "period": _seconds(SERVICES[service].default_period),
+        "historic_date_utc": None,
+        "lag": _seconds(SERVICES[service].default_lag),
+        "page_size": None,
+        "flatten": SERVICES[service].flattened,
+        "max_events_per_alert": 1_000,
+        "obfuscation": [],
+        "obfuscation_key_conn_id": None,
+        "obfuscation_key_variable": None,
+        "tag": None,
+        "extra_fields": {},
+        "retries": 3,
+        "retry_delay": 60,
+        # One pool for all the DAGs: they share one tenant's 30 requests a minute (the seed: no parallel pulls).
+        "pool": "mdca_api",
+        "max_active_runs": 1,
+        "staging_url": None,
+        "staging_conn_id": None,
+        "retention": 86_400,
+        "mdca_conn_id": "mdca_default",
+        "devo_conn_id": "devo_default",
+        "tags": ["mdca", "devo"],
+    }
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+#: Every service's built-in settings, before ``defaults`` and ``services.<name>`` override them.
+BUILTIN_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
+    {name: MappingProxyType(_builtin_defaults(name)) for name in SERVICES}
+)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The effective settings of one service: built-in defaults, then ``defaults``, then ``services.<name>``.
+
+    Durations are ``timedelta``, ``historic_date_utc`` an aware UTC ``datetime`` (None only when the service is
+    disabled and no date was given).
+    """
+
+    name: str
+    enabled: bool
+    #: The window length (the seed's ``request_period_in_seconds``); the DAG's schedule.
+    period: timedelta
+    #: The start of the first window; the DAG's start date. Move it earlier and backfill to re-ingest history.
+    historic_date_utc: datetime | None
+    #: How long after a window's end to wait before fetching it (late records).
+    lag: timedelta
+    #: Records per request; None: the service's default (5000 for activities' scan, 100 for the others).
+    page_size: int | None
+    #: Alerts only: one event per combination of related entities. Always False for the other services.
+    flatten: bool
+    max_events_per_alert: int
+    obfuscation: tuple[ObfuscationRule, ...]
+    obfuscation_key_conn_id: str | None
+    obfuscation_key_variable: str | None
+    #: The Devo table the events go to.
+    tag: str
+    #: Static fields added to every event (the seed's ``environment`` property).
+    extra_fields: Mapping[str, Any]
+    retries: int
+    retry_delay: timedelta
+    #: The Airflow pool of the fetch task.
+    pool: str
+    max_active_runs: int
+    #: The staging base URL; None: the operators use ``[mdca] staging_url``, else under ``$AIRFLOW_HOME``.
+    staging_url: str | None
+    #: The Airflow connection of an object store used as staging (e.g. for ``abfs://``), if any.
+    staging_conn_id: str | None
+    #: How long delivered windows stay staged (so a rerun needs no new fetch).
+    retention: timedelta
+    mdca_conn_id: str
+    devo_conn_id: str
+    #: The DAG's tags (the service's name always among them).
+    tags: tuple[str, ...]
+
+    @property
+    def dag_id(self) -> str:
+        """The DAG id of this service: ``mdca_<service>``."""
+        return f"mdca_{self.name}"
+
+    @property
+    def obfuscation_config(self) -> list[dict[str, str]]:
+        """The obfuscation rules as plain ``{path, method}`` mappings (what the ship operator takes)."""
+        return [{"path": rule.path, "method": rule.method} for rule in self.obfuscation]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings in the config file's own form (durations as ``"5m"``, dates as ISO text)."""
+        out: dict[str, Any] = {}
+        for key in SETTINGS["properties"]:
+            if key in FLATTEN_KEYS and not SERVICES[self.name].flattened:
+                continue  # refused on other services: show-config's output must load again
+            value = getattr(self, key)
+            if isinstance(value, timedelta):
+                value = format_duration(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif key == "obfuscation":
+                value = self.obfuscation_config
+            elif isinstance(value, (tuple, Mapping)):
+                value = list(value) if isinstance(value, tuple) else dict(value)
+            out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """The whole collector configuration: every service's settings, enabled or not."""
+
+    #: Every service by name, in the registry's (sorted) order.
+    services: dict[str, ServiceConfig]
+    #: Where the configuration came from (a path, or ``<config>``), for messages.
+    source: str = field(default="<config>", compare=False)
+
+    @property
+    def enabled(self) -> dict[str, ServiceConfig]:
+        """The enabled services by name."""
+        return {name: service for name, service in self.services.items() if service.enabled}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective configuration in the file's form, every key of every service spelled out."""
+        return {"services": {name: service.as_dict() for name, service in self.services.items()}}

@@ -1,0 +1,87 @@
+"""The test suite's one table of MDCA services: what a user expects of each, written out by hand.
+
+Every test that needs "all services", "the windowed ones" or a service's expected defaults reads this table, and
+``tests/unit/test_services.py`` checks the provider's registry (``airflow_provider_mdca.services``) against it, so a
+service added to the registry without its row here fails at once rather than being silently untested. Adding a
+service to the collector is one row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the user-facing contract of one service is."""
+
+    name: str
+    endpoint: str
+    #: The request filter that selects a window (None: a snapshot, read whole every run).
+    filter_field: str | None
+    #: The record field holding the window's instant, epoch ms (None for snapshots).
+    time_field: str | None
+    #: "entra" (Bearer tokens) or "legacy_token" (the portal's API token).
+    auth: str
+    #: "scan", "sorted_skip" or "snapshot".
+    paging: str
+    default_period: timedelta
+    default_lag: timedelta
+    flattened: bool = False
+
+    @property
+    def windowed(self) -> bool:
+        return self.filter_field is not None
+
+    @property
+    def devo_table(self) -> str:
+        return f"casb.microsoft_defender.cloud_apps.{self.name}"
+
+    @property
+    def dag_id(self) -> str:
+        return f"mdca_{self.name}"
+
+
+_LAG = timedelta(minutes=2)
+
+SERVICE_TABLE: dict[str, Expected] = {
+    row.name: row
+    for row in (
+        Expected("activities", "api/v1/activities/", "date", "timestamp", "entra", "scan", timedelta(minutes=5), _LAG),
+        Expected(
+            "alerts",
+            "api/v1/alerts/",
+            "date",
+            "timestamp",
+            "entra",
+            "sorted_skip",
+            timedelta(minutes=5),
+            _LAG,
+            flattened=True,
+        ),
+        Expected(
+            "data_enrichment", "api/v1/subnet/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)
+        ),
+        Expected("entities", "api/v1/entities/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)),
+        Expected(
+            "files",
+            "api/v1/files/",
+            "modifiedDate",
+            "modifiedDate",
+            "legacy_token",
+            "sorted_skip",
+            timedelta(hours=1),
+            _LAG,
+        ),
+    )
+}
+
+#: Every service, in the registry's (sorted) order.
+ALL: tuple[str, ...] = tuple(SERVICE_TABLE)
+#: The services read window by window.
+WINDOWED: tuple[str, ...] = tuple(name for name, row in SERVICE_TABLE.items() if row.windowed)
+#: The services read whole (a snapshot) every run.
+SNAPSHOTS: tuple[str, ...] = tuple(name for name, row in SERVICE_TABLE.items() if not row.windowed)
+#: Each service's default window length.
+PERIODS: dict[str, timedelta] = {name: row.default_period for name, row in SERVICE_TABLE.items()}

@@ -1,0 +1,43 @@
+"""The service registry says what the tests' service table expects of every service, and nothing more."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_mdca.services import SERVICES, Paging, get_service
+from tests.service_table import ALL, SERVICE_TABLE
+
+
+def test_the_registry_holds_exactly_the_tables_services_in_order():
+    assert tuple(SERVICES) == ALL == tuple(sorted(ALL))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_each_service_is_what_the_table_says(name):
+    service, expected = SERVICES[name], SERVICE_TABLE[name]
+    assert (service.endpoint, service.filter_field, service.time_field) == (
+        expected.endpoint,
+        expected.filter_field,
+        expected.time_field,
+    )
+    assert (service.auth.value, service.paging.value, service.windowed) == (
+        expected.auth,
+        expected.paging,
+        expected.windowed,
+    )
+    assert (service.default_period, service.default_lag, service.flattened) == (
+        expected.default_period,
+        expected.default_lag,
+        expected.flattened,
+    )
+    assert service.devo_table == expected.devo_table
+
+
+def test_page_sizes_are_mdcas_documented_limits():
+    assert Paging.SCAN.page_sizes == (500, 5000) and Paging.SCAN.max_page_size == 5000
+    assert Paging.SORTED_SKIP.page_sizes == Paging.SNAPSHOT.page_sizes == (1, 100)
+
+
+def test_an_unknown_service_names_the_valid_ones():
+    with pytest.raises(KeyError, match="activities, alerts, data_enrichment, entities, files"):
+        get_service("governance")
