@@ -1,8 +1,8 @@
 """The collector's DAG file through real Airflow parsing (DagBag), on Airflow 3 and 2.11.
 
-What an operator of the collector checks: the file parses without import errors into five DAGs, parsing touches no
-connection, Variable or network, each DAG has the documented task graph and settings, and every run — scheduled,
-manual or backfilled — reads a window exactly one period long, adjacent to the next.
+What an operator of the collector checks: the file parses without import errors into one DAG per service, parsing
+touches no connection, Variable or network, each DAG has the documented task graph and settings, and every run —
+scheduled, manual or backfilled — reads a window exactly one period long, adjacent to the next.
 """
 
 from __future__ import annotations
@@ -20,18 +20,11 @@ from airflow_provider_mdca import _compat
 from airflow_provider_mdca._compat import AIRFLOW_V3
 from airflow_provider_mdca.config import parse_collector_config
 from airflow_provider_mdca.dag_factory import build_dags
+from tests.service_table import ALL, PERIODS, SERVICE_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 DAG_FILE = DAGS / "mdca_collector.py"
-ALL = ("activities", "alerts", "data_enrichment", "entities", "files")
-PERIODS = {
-    "activities": timedelta(minutes=5),
-    "alerts": timedelta(minutes=5),
-    "data_enrichment": timedelta(days=1),
-    "entities": timedelta(days=1),
-    "files": timedelta(hours=1),
-}
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
@@ -157,7 +150,7 @@ def edges(dag: Any) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("service", ALL)
 def test_each_dag_waits_fetches_flattens_alerts_ships_and_cleans_up(default_bag, service):
     dag = default_bag.dags[f"mdca_{service}"]
-    assert edges(dag) == (ALERT_EDGES if service == "alerts" else EDGES)
+    assert edges(dag) == (ALERT_EDGES if SERVICE_TABLE[service].flattened else EDGES)
     fetch = dag.get_task("fetch")
     from airflow_provider_mdca.operators.mdca import FETCH_OPERATORS
 

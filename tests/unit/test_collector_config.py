@@ -12,7 +12,6 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_provider_mdca.config import durations as config_durations
 from airflow_provider_mdca.config import (
     SCHEMA,
     format_duration,
@@ -20,14 +19,15 @@ from airflow_provider_mdca.config import (
     parse_collector_config,
     parse_duration,
 )
+from airflow_provider_mdca.config import durations as config_durations
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
+from tests.service_table import ALL, SERVICE_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "dags" / "mdca_collector.yaml"
 START = "2026-01-01T00:00:00Z"
 START_DT = datetime(2026, 1, 1, tzinfo=timezone.utc)
-ALL = ("activities", "alerts", "data_enrichment", "entities", "files")
 
 
 def config(defaults=None, **services):
@@ -68,11 +68,8 @@ COMMON_DEFAULTS = {
     "devo_conn_id": "devo_default",
 }
 SERVICE_DEFAULTS = {
-    "activities": {"period": timedelta(minutes=5), "lag": timedelta(minutes=2), "flatten": False},
-    "alerts": {"period": timedelta(minutes=5), "lag": timedelta(minutes=2), "flatten": True},
-    "data_enrichment": {"period": timedelta(days=1), "lag": timedelta(0), "flatten": False},
-    "entities": {"period": timedelta(days=1), "lag": timedelta(0), "flatten": False},
-    "files": {"period": timedelta(hours=1), "lag": timedelta(minutes=2), "flatten": False},
+    name: {"period": row.default_period, "lag": row.default_lag, "flatten": row.flattened}
+    for name, row in SERVICE_TABLE.items()
 }
 
 
@@ -90,10 +87,10 @@ def test_every_key_has_its_documented_default(service):
     assert settings.name == service and settings.dag_id == f"mdca_{service}"
 
 
-def test_the_config_has_all_five_services_in_registry_order():
+def test_the_config_has_every_service_in_registry_order():
     cfg = config(files={"enabled": False})
     assert list(cfg.services) == list(ALL)
-    assert list(cfg.enabled) == ["activities", "alerts", "data_enrichment", "entities"]
+    assert list(cfg.enabled) == [name for name in ALL if name != "files"]
 
 
 def test_services_override_defaults_which_override_the_builtin_values():
