@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_mdca import compression, staging
+from airflow_provider_mdca import compression
 from airflow_provider_mdca.compression import STDLIB, GzipCodec
-from airflow_provider_mdca.staging import PartWriter, StagingError, iter_part, stage_dir, window_dir
+from airflow_provider_mdca.staging import PartWriter, StagingError, iter_part, parts, stage_dir, window_dir
 
 CODECS = compression.available()
 LINES = b"".join(b'{"_id":"r%05d","text":"Zo\xc3\xab \xe6\x97\xa5\xe6\x9c\xac","n":%d}\n' % (i, i) for i in range(5000))
@@ -36,7 +36,7 @@ def read(codec: GzipCodec, data: bytes) -> bytes:
 def test_isal_is_installed_and_preferred() -> None:
     assert [codec.name for codec in CODECS] == ["isal", "zlib"]
     assert CODECS[0] == compression.DEFAULT
-    assert staging._GZIP is compression.DEFAULT
+    assert parts._GZIP is compression.DEFAULT
 
 
 def test_without_isal_the_standard_library_does_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +73,7 @@ def test_a_request_body_is_one_standard_gzip_member(codec: GzipCodec) -> None:
 def test_damaged_data_is_a_staging_error_naming_the_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: GzipCodec, damage: str
 ) -> None:
-    monkeypatch.setattr(staging, "_GZIP", codec)
+    monkeypatch.setattr(parts, "_GZIP", codec)
     window = window_dir(tmp_path, "alerts", START, START + timedelta(minutes=5))
     with PartWriter(window, stage="fetched") as writer:
         writer.write_encoded(LINES.splitlines())
@@ -98,9 +98,9 @@ def test_a_part_staged_with_one_codec_is_verified_and_read_with_the_other(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: GzipCodec, reader: GzipCodec
 ) -> None:
     window = window_dir(tmp_path, "alerts", START, START + timedelta(minutes=5))
-    monkeypatch.setattr(staging, "_GZIP", writer)
+    monkeypatch.setattr(parts, "_GZIP", writer)
     with PartWriter(window, stage="fetched") as part_writer:
         part_writer.write_encoded(LINES.splitlines())
-    monkeypatch.setattr(staging, "_GZIP", reader)
+    monkeypatch.setattr(parts, "_GZIP", reader)
     records: list[dict[str, Any]] = list(iter_part(stage_dir(window, "fetched"), part_writer.parts[0]))
     assert [record["_id"] for record in records] == [f"r{i:05d}" for i in range(5000)]

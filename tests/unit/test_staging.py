@@ -377,13 +377,24 @@ def test_a_corrupt_byte_is_reported_naming_the_part_before_any_of_its_records(wi
 
 
 @pytest.mark.parametrize(("field", "label"), [("records", "record count"), ("bytes", "uncompressed size")])
-def test_a_count_or_size_mismatch_is_reported_before_any_record(window: Any, field: str, label: str) -> None:
+@pytest.mark.parametrize("error", [+1, -1])
+def test_a_manifest_whose_count_or_size_disagrees_with_its_part_is_reported(
+    window: Any, field: str, label: str, error: int
+) -> None:
+    # The sha256 matches: the part is the writer's, and the manifest is what disagrees with it. The records are
+    # counted as they are read (one decompression), so the mismatch is raised at the end of the part.
     (part,) = stage(window, records(50))
-    wrong = dataclasses.replace(part, **{field: getattr(part, field) + 1})
+    claimed = getattr(part, field) + error
+    wrong = dataclasses.replace(part, **{field: claimed})
     seen: list[dict[str, Any]] = []
-    with pytest.raises(StagingError, match=rf"part-00000\.ndjson\.gz: {label} mismatch"):
+    actual = getattr(part, field)
+    with pytest.raises(
+        StagingError,
+        match=rf"part-00000\.ndjson\.gz: part part-00000\.ndjson\.gz: {label} mismatch: "
+        rf"the manifest says {claimed}, the file has {actual}$",
+    ):
         seen.extend(iter_part(stage_dir(window, "fetched"), wrong))
-    assert seen == []
+    assert seen == list(records(50)), "the part's own records, checked by its sha256"
     assert len(list(iter_part(stage_dir(window, "fetched"), wrong, verify=False))) == 50
 
 
@@ -408,11 +419,47 @@ def test_a_replaced_part_fails_verification(window: Any) -> None:
         list(iter_records(stage_dir(window, "fetched"), old))
 
 
-def test_the_second_pass_is_checked_too(window: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    (part,) = stage(window, records(20))
-    monkeypatch.setattr(staging, "_verify", lambda *args: None)  # as if the file changed after the check
-    with pytest.raises(StagingError, match="changed while it was being read"):
-        list(iter_part(stage_dir(window, "fetched"), dataclasses.replace(part, records=21)))
+class Recorded:
+    """A folder whose files log each open and read: the part of the path API :func:`iter_part` uses."""
+
+    def __init__(self, path: Path, log: list[tuple[str, Any]]) -> None:
+        self.path, self.log = path, log
+
+    def __truediv__(self, name: str) -> Recorded:
+        return Recorded(self.path / name, self.log)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def open(self, mode: str) -> Any:
+        self.log.append(("open", self.path.name))
+        return RecordedHandle(self.path.open(mode), self.log)
+
+
+class RecordedHandle:
+    def __init__(self, handle: Any, log: list[tuple[str, Any]]) -> None:
+        self.handle, self.log = handle, log
+
+    def __enter__(self) -> RecordedHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.handle.close()
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.handle.read(size)
+        self.log.append(("read", len(data)))
+        return data
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_part_is_opened_and_read_once_whole(tmp_path: Path, verify: bool) -> None:
+    window = window_dir(tmp_path, "activities", START, END)
+    (part,) = stage(window, records(3000))
+    folder = stage_dir(window, "fetched")
+    log: list[tuple[str, Any]] = []
+    assert list(iter_part(Recorded(folder, log), part, verify=verify)) == list(records(3000))
+    assert log == [("open", part.name), ("read", (folder / part.name).stat().st_size)]
 
 
 def test_writer_arguments_and_repeated_close(window: Any) -> None:
@@ -710,6 +757,7 @@ def test_the_module_imports_no_airflow() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_docstring_examples() -> None:
-    result = doctest.testmod(staging)
+@pytest.mark.parametrize("module", [staging, staging.layout], ids=lambda module: module.__name__)
+def test_docstring_examples(module: Any) -> None:
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,129 @@
+"""The delivery marker (``<window>/delivered.json``) and retention: which windows may go, and removing one.
+
+Nothing undelivered is deleted: only a window with a valid marker expires, and a window without one is removed
+only when forced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_mdca.staging.errors import StagingError, _display
+from airflow_provider_mdca.staging.layout import DELIVERED_NAME, FORMAT_VERSION, _check_name, _utc, window_bounds
+from airflow_provider_mdca.staging.manifest import _check_iso
+from airflow_provider_mdca.staging.storage import (
+    P,
+    StoragePath,
+    _make_dirs,
+    _now,
+    _read_small,
+    _to_json,
+    _write_atomically,
+)
+
+__all__ = ["delivered_at", "expired_windows", "is_window_delivered", "mark_window_delivered", "remove_window"]
+
+# The package's logger, as when staging was one module: log configuration and filters name it.
+log = logging.getLogger(__package__)
+
+
+def mark_window_delivered(window: P, summary: Mapping[str, Any]) -> P:
+    """Record that the whole window is delivered (``delivered.json``, with ``summary``); retention may then delete it.
+
+    :raises StagingError: ``summary`` is not JSON-serialisable.
+    """
+    path = window / DELIVERED_NAME
+    data = _to_json(
+        {"format_version": FORMAT_VERSION, "delivered_at": _now(), "summary": dict(summary)}, path, "summary"
+    )
+    _make_dirs(window)
+    _write_atomically(path, data)
+    return path
+
+
+def delivered_at(window: StoragePath) -> datetime | None:
+    """When the window was marked delivered, or None when it was not (or is being restaged).
+
+    :raises StagingError: the marker exists but is malformed.
+    """
+    path = window / DELIVERED_NAME
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(_read_small(path, "delivery marker"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        _check_iso(data.get("delivered_at"), "delivered_at")
+        return datetime.fromisoformat(data["delivered_at"])
+    except ValueError as exc:
+        raise StagingError(f"delivery marker is malformed ({exc})", path) from exc
+
+
+def is_window_delivered(window: StoragePath) -> bool:
+    """Whether the window carries a valid delivery marker."""
+    return delivered_at(window) is not None
+
+
+def expired_windows(base: P, service: str, *, older_than: datetime) -> list[P]:
+    """The windows of ``service`` that ended and were delivered before ``older_than``, oldest first.
+
+    A window without a marker, with a malformed marker (logged), or whose folder name is not a window's is never
+    returned: when in doubt, data stays.
+    """
+    limit = _utc(older_than, "older_than")
+    folder = base / _check_name(service, "service")
+    if not folder.exists():
+        return []
+    expired: list[P] = []
+    for window in sorted(folder.iterdir(), key=lambda child: child.name):
+        try:
+            _, end = window_bounds(window)
+        except ValueError:
+            continue
+        if end >= limit:
+            continue
+        try:
+            when = delivered_at(window)
+        except StagingError as exc:
+            log.warning("Keeping %s: %s", _display(window), exc.detail)
+            continue
+        if when is not None and when < limit:
+            expired.append(window)
+    return expired
+
+
+def remove_window(window: StoragePath, *, force: bool = False) -> None:
+    """Delete a window folder and everything in it (parts, manifests, ledger).
+
+    The delivery marker goes last, so an interrupted removal is still a delivered window the next clean-up finishes.
+    Forgetting the ledger is what retention means: rerunning a window after its removal ships it again.
+
+    :param force: delete even if the window is not marked delivered.
+    :raises StagingError: the window is not delivered and ``force`` is false.
+    """
+    if not force and not is_window_delivered(window):
+        raise StagingError("window is not marked delivered; refusing to delete undelivered data", window)
+    if not window.exists():
+        return
+    marker = window / DELIVERED_NAME
+    for child in list(window.iterdir()):
+        if child.name != DELIVERED_NAME:
+            _remove_tree(child)
+    _remove_tree(marker)
+    _remove_tree(window)
+
+
+def _remove_tree(path: StoragePath) -> None:
+    if not path.exists():
+        return  # object stores drop an "empty folder" by themselves
+    if path.is_dir():
+        for child in list(path.iterdir()):
+            _remove_tree(child)
+        if path.exists():
+            path.rmdir()
+    else:
+        path.unlink()

@@ -1,0 +1,174 @@
+"""Storage primitives: the path API staging needs, and how a file is made, written, read and removed on it.
+
+A path is a local ``Path`` or a ``UPath`` (Airflow's ``ObjectStoragePath`` is one). On a local disk (including a
+``file://`` UPath) folders are created 0700 and files 0600, and a file is fsync'd before its rename; object stores
+have neither. Every file is written under a hidden temporary name and renamed to its final one when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import PurePath
+from typing import IO, Any, Final, Protocol, TypeVar
+
+from airflow_provider_mdca.staging.errors import StagingError
+
+__all__ = ["P", "StoragePath"]
+
+# Staged records are security telemetry (users, IP addresses, files): on a local disk only the owner reads them.
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+
+P = TypeVar("P", bound="StoragePath")
+
+
+class StoragePath(Protocol):
+    """The part of the ``pathlib.Path`` API staging uses; ``Path``, ``UPath`` and ``ObjectStoragePath`` all have it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def parent(self: P) -> P: ...
+
+    def __truediv__(self: P, key: str) -> P: ...
+
+    def open(self, mode: str) -> IO[Any]: ...
+
+    def mkdir(self, mode: int = ..., parents: bool = ..., exist_ok: bool = ...) -> None: ...
+
+    def exists(self) -> bool: ...
+
+    def is_dir(self) -> bool: ...
+
+    def iterdir(self: P) -> Iterator[P]: ...
+
+    def unlink(self, missing_ok: bool = ...) -> None: ...
+
+    def rmdir(self) -> None: ...
+
+    def rename(self: P, target: P) -> P: ...
+
+
+def _local(path: StoragePath) -> str | None:
+    """The OS path when ``path`` is on this machine's disk (``Path``, or a local or ``file://`` UPath), else None.
+
+    Local files get owner-only modes and an fsync before their rename; object stores have neither.
+    """
+    protocol = getattr(path, "protocol", None)
+    if protocol is not None:
+        # A UPath (Airflow's ObjectStoragePath is one). Ask its protocol, not its type: universal_pathlib 0.2 (the
+        # Airflow 2.11 line) makes every UPath a pathlib.Path, memory:// and s3:// included.
+        inner = getattr(path, "path", None)
+        return inner if protocol in ("", "file", "local") and isinstance(inner, str) else None
+    if isinstance(path, PurePath):
+        return os.fspath(path)
+    return None
+
+
+def _make_dirs(folder: StoragePath) -> None:
+    local = _local(folder)
+    if local is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        _make_private_dirs(local)
+
+
+def _make_private_dirs(path: str) -> None:
+    # os.makedirs applies its mode only to the last folder: create each missing one ourselves. Folders that already
+    # exist (the base, perhaps /tmp) are left as they are: they are not ours.
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _make_private_dirs(parent)
+    try:
+        os.mkdir(path, _DIR_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return  # another writer created it first
+    os.chmod(path, _DIR_MODE)  # the umask may have removed bits the owner needs
+
+
+def _create(path: StoragePath) -> IO[bytes]:
+    """A new file for writing; on a local disk created 0600 from the start (no window where others could open it)."""
+    local = _local(path)
+    if local is None:
+        handle: IO[bytes] = path.open("wb")
+        return handle
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.fdopen(os.open(local, flags, _FILE_MODE), "wb")
+
+
+def _sync(path: StoragePath, handle: IO[bytes]) -> None:
+    # Without an fsync a power cut after the rename may leave a complete-looking name over incomplete data.
+    if _local(path) is not None:
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace(source: StoragePath, target: StoragePath) -> None:
+    local_source, local_target = _local(source), _local(target)
+    if local_source is not None and local_target is not None:
+        os.replace(local_source, local_target)  # atomic, and unlike Path.rename it overwrites on Windows too
+    else:
+        source.rename(target)
+
+
+def _discard(path: StoragePath) -> None:
+    # Clean-up on a failure path: never let it hide the original error. Not only OSError: object stores fail with
+    # their SDK's errors (azure.core's HttpResponseError or ServiceRequestError when the network is what failed).
+    with contextlib.suppress(Exception):
+        if path.exists():
+            path.unlink()
+
+
+def _remove(path: StoragePath) -> None:
+    # Not a clean-up: an error here must stop the caller (see PartWriter._prepare).
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _temp_name(final: StoragePath) -> StoragePath:
+    # Hidden, unique per writer, and never matching a part or manifest name: readers cannot mistake it.
+    return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+
+
+def _write_atomically(path: StoragePath, data: bytes) -> None:
+    temp = _temp_name(path)
+    try:
+        with _create(temp) as handle:
+            handle.write(data)
+            _sync(temp, handle)
+        _replace(temp, path)
+    except BaseException:
+        _discard(temp)
+        raise
+
+
+def _read_small(path: StoragePath, what: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data: bytes = handle.read()
+    except FileNotFoundError as exc:
+        raise StagingError(f"{what} not found", path) from exc
+    except OSError as exc:
+        raise StagingError(f"{what} cannot be read ({type(exc).__name__}: {exc.strerror or exc})", path) from exc
+    return data
+
+
+def _to_json(value: object, path: StoragePath, what: str) -> bytes:
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+    except (TypeError, ValueError) as exc:
+        raise StagingError(f"{what} is not JSON-serialisable ({exc})", path) from exc
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
