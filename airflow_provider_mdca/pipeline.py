@@ -37,9 +37,9 @@ from airflow_provider_mdca.staging import (
     PartWriter,
     StagingError,
     StoragePath,
-    iter_part,
     mark_window_delivered,
     read_manifest,
+    read_part,
     stage_dir,
     write_manifest,
 )
@@ -210,7 +210,7 @@ def flatten_stage(
     with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
         for part in source.parts:
             try:
-                alerts = iter_part(folder, part)
+                alerts = read_part(folder, part)
                 flattened = flatten_alerts_json_by_alert(
                     alerts, encode=json_codec.encode, max_events=max_events_per_alert, stats=stats
                 )
@@ -314,7 +314,7 @@ def ship_stage(
     tracker = _AckTracker(ledgers)
     sent = DeliveryStats()
     for part, keys in _keyed_parts(manifest, folder, pending):
-        keyed = ((keys.key(record), record) for record in iter_part(folder, part))
+        keyed = ((keys.key(record), record) for record in read_part(folder, part))
         shippable = _new_events(keyed, delivered_before, tracker, summary, extra_fields, obfuscator)
         sent.add(sink.send(tag, shippable, on_batch=tracker.on_batch))
         for ledger in ledgers:
@@ -343,7 +343,7 @@ def _keyed_parts(manifest: Manifest, folder: P, pending: list[PartInfo]) -> Iter
         if part in pending:
             yield part, keys
         else:
-            for record in iter_part(folder, part):  # only to count: the ``#n`` of later parts count these too
+            for record in read_part(folder, part):  # only to count: the ``#n`` of later parts count these too
                 keys.key(record)
 
 

@@ -58,9 +58,9 @@ from airflow_provider_mdca.staging.layout import (
     window_dir,
 )
 from airflow_provider_mdca.staging.ledger import DeliveryLedger
-from airflow_provider_mdca.staging.manifest import Manifest, iter_manifest_records, read_manifest, write_manifest
+from airflow_provider_mdca.staging.manifest import Manifest, read_manifest, read_stage, write_manifest
 from airflow_provider_mdca.staging.part_writer import DEFAULT_MAX_PART_BYTES, PartWriter
-from airflow_provider_mdca.staging.parts import PartInfo, iter_part, iter_records
+from airflow_provider_mdca.staging.parts import PartInfo, read_part, read_parts
 from airflow_provider_mdca.staging.retention import (
     delivered_at,
     expired_windows,
@@ -86,9 +86,9 @@ __all__ = [
     "expired_windows",
     "format_timestamp",
     "is_window_delivered",
-    "iter_manifest_records",
-    "iter_part",
-    "iter_records",
+    "read_stage",
+    "read_part",
+    "read_parts",
     "manifest_path",
     "mark_window_delivered",
     "read_manifest",

@@ -1,7 +1,7 @@
 """Manifests: a stage's commit point (its parts, counts, sha256s, request stats), written, read and followed.
 
 A stage is complete when ``<window>/<stage>/manifest.json`` exists; XCom carries only that location, and
-:func:`iter_manifest_records` streams the stage's records from it.
+:func:`read_stage` streams the stage's records from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from airflow_provider_mdca.staging.errors import StagingError
 from airflow_provider_mdca.staging.layout import FORMAT_VERSION, _check_name, _utc, manifest_path
-from airflow_provider_mdca.staging.parts import PartInfo, iter_records
+from airflow_provider_mdca.staging.parts import PartInfo, read_parts
 from airflow_provider_mdca.staging.storage import (
     P,
     StoragePath,
@@ -25,7 +25,7 @@ from airflow_provider_mdca.staging.storage import (
     _write_atomically,
 )
 
-__all__ = ["Manifest", "iter_manifest_records", "read_manifest", "write_manifest"]
+__all__ = ["Manifest", "read_stage", "read_manifest", "write_manifest"]
 
 
 @dataclass
@@ -208,7 +208,7 @@ def read_manifest(path: StoragePath) -> Manifest:
         raise StagingError(f"manifest is malformed: {exc}", path) from exc
 
 
-def iter_manifest_records(path: StoragePath, *, verify: bool = True) -> Iterator[dict[str, Any]]:
+def read_stage(path: StoragePath, *, verify: bool = True) -> Iterator[dict[str, Any]]:
     """Stream the records of the stage whose manifest is at ``path`` (the location XCom carries)."""
     manifest = read_manifest(path)
-    yield from iter_records(path.parent, manifest.parts, verify=verify)
+    yield from read_parts(path.parent, manifest.parts, verify=verify)

@@ -21,7 +21,7 @@ from airflow_provider_mdca.compression import GzipCodec
 from airflow_provider_mdca.staging.errors import StagingError
 from airflow_provider_mdca.staging.storage import StoragePath, _create, _discard, _replace, _sync, _temp_name
 
-__all__ = ["PartInfo", "iter_part", "iter_records"]
+__all__ = ["PartInfo", "read_part", "read_parts"]
 
 # Staging is transient (removed after the retention), so CPU matters more than bytes: compression.py picks the
 # fastest gzip at hand and its fast end.
@@ -172,7 +172,7 @@ class _OpenPart:
 # --- reading parts ---------------------------------------------------------------------------------------------------
 
 
-def iter_part(folder: StoragePath, part: PartInfo, *, verify: bool = True) -> Iterator[dict[str, Any]]:
+def read_part(folder: StoragePath, part: PartInfo, *, verify: bool = True) -> Iterator[dict[str, Any]]:
     """Stream the records of one part of ``folder`` (a stage folder, e.g. ``PartWriter.folder``).
 
     The compressed file is read whole, once (one download on an object store; a few MB, a part being at most
@@ -196,10 +196,10 @@ def iter_part(folder: StoragePath, part: PartInfo, *, verify: bool = True) -> It
     yield from _records(data, part, path, check_counts=verify)
 
 
-def iter_records(folder: StoragePath, parts: Iterable[PartInfo], *, verify: bool = True) -> Iterator[dict[str, Any]]:
-    """Stream the records of ``parts`` of ``folder`` in order; see :func:`iter_part` for the checks."""
+def read_parts(folder: StoragePath, parts: Iterable[PartInfo], *, verify: bool = True) -> Iterator[dict[str, Any]]:
+    """Stream the records of ``parts`` of ``folder`` in order; see :func:`read_part` for the checks."""
     for part in parts:
-        yield from iter_part(folder, part, verify=verify)
+        yield from read_part(folder, part, verify=verify)
 
 
 def _read_part(path: StoragePath, part: PartInfo) -> bytes:

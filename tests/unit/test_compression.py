@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_mdca import compression
 from airflow_provider_mdca.compression import STDLIB, GzipCodec
-from airflow_provider_mdca.staging import PartWriter, StagingError, iter_part, parts, stage_dir, window_dir
+from airflow_provider_mdca.staging import PartWriter, StagingError, parts, read_part, stage_dir, window_dir
 
 CODECS = compression.available()
 LINES = b"".join(b'{"_id":"r%05d","text":"Zo\xc3\xab \xe6\x97\xa5\xe6\x9c\xac","n":%d}\n' % (i, i) for i in range(5000))
@@ -87,9 +87,9 @@ def test_damaged_data_is_a_staging_error_naming_the_part(
     path.write_bytes(bytes(data))
     # Unverified (salvage) reading meets the damage in the gzip stream itself, whichever library reads it.
     with pytest.raises(StagingError, match=r"part part-00000\.ndjson\.gz: gzip data is corrupt"):
-        list(iter_part(stage_dir(window, "fetched"), part, verify=False))
+        list(read_part(stage_dir(window, "fetched"), part, verify=False))
     with pytest.raises(StagingError, match=r"part-00000\.ndjson\.gz: sha256 mismatch"):
-        list(iter_part(stage_dir(window, "fetched"), part))
+        list(read_part(stage_dir(window, "fetched"), part))
 
 
 @pytest.mark.parametrize("writer", CODECS, ids=lambda codec: f"staged with {codec.name}")
@@ -102,5 +102,5 @@ def test_a_part_staged_with_one_codec_is_verified_and_read_with_the_other(
     with PartWriter(window, stage="fetched") as part_writer:
         part_writer.write_encoded(LINES.splitlines())
     monkeypatch.setattr(parts, "_GZIP", reader)
-    records: list[dict[str, Any]] = list(iter_part(stage_dir(window, "fetched"), part_writer.parts[0]))
+    records: list[dict[str, Any]] = list(read_part(stage_dir(window, "fetched"), part_writer.parts[0]))
     assert [record["_id"] for record in records] == [f"r{i:05d}" for i in range(5000)]

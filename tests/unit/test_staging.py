@@ -36,12 +36,12 @@ from airflow_provider_mdca.staging import (
     expired_windows,
     format_timestamp,
     is_window_delivered,
-    iter_manifest_records,
-    iter_part,
-    iter_records,
     manifest_path,
     mark_window_delivered,
     read_manifest,
+    read_part,
+    read_parts,
+    read_stage,
     remove_window,
     stage_dir,
     window_bounds,
@@ -124,7 +124,7 @@ def test_memory_stays_flat_while_staging_and_reading(tmp_path: Path) -> None:
     try:
         with PartWriter(folder, stage="fetched", max_part_bytes=4_000_000) as writer:
             writer.write_all({"_id": index, "pad": padding} for index in range(count))
-        read = sum(1 for _ in iter_records(writer.folder, writer.parts))
+        read = sum(1 for _ in read_parts(writer.folder, writer.parts))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -218,7 +218,7 @@ def test_round_trip_keeps_every_record_in_order(window: Any, count: int, max_par
     assert [part.name for part in parts] == [f"part-{index:05d}.ndjson.gz" for index in range(len(parts))]
     folder = stage_dir(window, "fetched")
     read = 0
-    for got, expected in zip(iter_records(folder, parts), records(count), strict=True):
+    for got, expected in zip(read_parts(folder, parts), records(count), strict=True):
         assert got == expected
         read += 1
     assert read == count
@@ -232,7 +232,7 @@ def test_unicode_line_breaks_and_lone_surrogates_survive(window: Any) -> None:
         {"big": 2**70, "neg": -0.0, "float": 1e-300, "none": None},
     ]
     parts = stage(window, awkward)
-    assert list(iter_records(stage_dir(window, "fetched"), parts)) == awkward
+    assert list(read_parts(stage_dir(window, "fetched"), parts)) == awkward
 
 
 def test_parts_are_compact_json_lines_one_record_per_line(window: Any) -> None:
@@ -272,7 +272,7 @@ def test_any_json_objects_round_trip_on_a_memory_store(items: list[dict[str, Any
     try:
         folder = window_dir(root, "entities", START, END)
         parts = stage(folder, items, max_part_bytes=max_part_bytes)
-        assert list(iter_records(stage_dir(folder, "fetched"), parts)) == items
+        assert list(read_parts(stage_dir(folder, "fetched"), parts)) == items
     finally:
         if root.exists():
             root.fs.rm(root.path, recursive=True)
@@ -291,7 +291,7 @@ def test_a_record_bigger_than_the_bound_gets_a_part_of_its_own(window: Any) -> N
     items = [{"i": 0}, {"big": "x" * 1000}, {"i": 2}]
     parts = stage(window, items, max_part_bytes=100)
     assert [part.records for part in parts] == [1, 1, 1]
-    assert list(iter_records(stage_dir(window, "fetched"), parts)) == items
+    assert list(read_parts(stage_dir(window, "fetched"), parts)) == items
 
 
 def test_same_records_give_the_same_part_bytes(tmp_path: Path) -> None:
@@ -372,7 +372,7 @@ def test_a_corrupt_byte_is_reported_naming_the_part_before_any_of_its_records(wi
     flip_byte(folder / victim.name, {"header": 5, "middle": size // 2, "trailer": size - 1}[where])
     seen: list[dict[str, Any]] = []
     with pytest.raises(StagingError, match=r"part-00001\.ndjson\.gz: part part-00001\.ndjson\.gz: sha256 mismatch"):
-        seen.extend(iter_records(folder, parts))
+        seen.extend(read_parts(folder, parts))
     assert seen == list(records(parts[0].records)), "only the intact first part was yielded"
 
 
@@ -393,9 +393,9 @@ def test_a_manifest_whose_count_or_size_disagrees_with_its_part_is_reported(
         match=rf"part-00000\.ndjson\.gz: part part-00000\.ndjson\.gz: {label} mismatch: "
         rf"the manifest says {claimed}, the file has {actual}$",
     ):
-        seen.extend(iter_part(stage_dir(window, "fetched"), wrong))
+        seen.extend(read_part(stage_dir(window, "fetched"), wrong))
     assert seen == list(records(50)), "the part's own records, checked by its sha256"
-    assert len(list(iter_part(stage_dir(window, "fetched"), wrong, verify=False))) == 50
+    assert len(list(read_part(stage_dir(window, "fetched"), wrong, verify=False))) == 50
 
 
 def test_a_missing_or_truncated_part_is_reported(window: Any) -> None:
@@ -403,24 +403,24 @@ def test_a_missing_or_truncated_part_is_reported(window: Any) -> None:
     folder = stage_dir(window, "fetched")
     (folder / parts[0].name).unlink()
     with pytest.raises(StagingError, match=r"part-00000\.ndjson\.gz not found"):
-        list(iter_records(folder, parts))
+        list(read_parts(folder, parts))
     with (folder / parts[1].name).open("rb") as handle:
         data = handle.read()
     with (folder / parts[1].name).open("wb") as handle:
         handle.write(data[: len(data) // 2])
     with pytest.raises(StagingError, match=r"part-00001\.ndjson\.gz: sha256 mismatch"):
-        list(iter_part(folder, parts[1]))
+        list(read_part(folder, parts[1]))
 
 
 def test_a_replaced_part_fails_verification(window: Any) -> None:
     old = stage(window, records(30))
     stage(window, records(31))  # a restaged window reuses the part name for other bytes
     with pytest.raises(StagingError, match="sha256 mismatch"):
-        list(iter_records(stage_dir(window, "fetched"), old))
+        list(read_parts(stage_dir(window, "fetched"), old))
 
 
 class Recorded:
-    """A folder whose files log each open and read: the part of the path API :func:`iter_part` uses."""
+    """A folder whose files log each open and read: the part of the path API :func:`read_part` uses."""
 
     def __init__(self, path: Path, log: list[tuple[str, Any]]) -> None:
         self.path, self.log = path, log
@@ -458,7 +458,7 @@ def test_a_part_is_opened_and_read_once_whole(tmp_path: Path, verify: bool) -> N
     (part,) = stage(window, records(3000))
     folder = stage_dir(window, "fetched")
     log: list[tuple[str, Any]] = []
-    assert list(iter_part(Recorded(folder, log), part, verify=verify)) == list(records(3000))
+    assert list(read_part(Recorded(folder, log), part, verify=verify)) == list(records(3000))
     assert log == [("open", part.name), ("read", (folder / part.name).stat().st_size)]
 
 
@@ -503,7 +503,7 @@ def test_manifest_round_trip_and_reading_records_from_its_location(window: Any) 
         text = handle.read().decode("utf-8")
     assert '\n  "service": "activities",' in text and "café" in text, "indented and human-readable"
     assert [name for name in names(path.parent) if not name.startswith("part-")] == ["manifest.json"]
-    assert list(iter_manifest_records(path)) == list(records(700))
+    assert list(read_stage(path)) == list(records(700))
 
 
 def test_an_empty_stage_has_a_manifest_too(window: Any) -> None:
@@ -512,7 +512,7 @@ def test_an_empty_stage_has_a_manifest_too(window: Any) -> None:
         window, Manifest.build(service="activities", start=START, end=END, stage="fetched", parts=parts)
     )
     assert read_manifest(path).record_count == 0
-    assert list(iter_manifest_records(path)) == []
+    assert list(read_stage(path)) == []
 
 
 def good_manifest_dict() -> dict[str, Any]:
@@ -695,7 +695,7 @@ def test_retention_lists_only_delivered_expired_windows(base: Any) -> None:
     for expired in expired_windows(base, "activities", older_than=cutoff):
         remove_window(expired)
     assert names(base / "activities") == sorted([undelivered_old.name, broken.name, "not-a-window"])
-    assert list(iter_manifest_records(manifest_path(undelivered_old, "fetched"))) == list(records(3)), "untouched"
+    assert list(read_stage(manifest_path(undelivered_old, "fetched"))) == list(records(3)), "untouched"
     remove_window(undelivered_old, force=True)
     assert not undelivered_old.exists()
 
@@ -737,7 +737,7 @@ def test_a_file_url_path_is_treated_as_local(tmp_path: Path) -> None:
     parts = stage(folder, records(10))
     local = tmp_path / "alerts" / WINDOW_NAME / "fetched" / parts[0].name
     assert mode(local) == 0o600 and mode(local.parent) == 0o700
-    assert list(iter_records(stage_dir(folder, "fetched"), parts)) == list(records(10))
+    assert list(read_parts(stage_dir(folder, "fetched"), parts)) == list(records(10))
 
 
 def test_staging_errors_hide_credentials_and_pickle() -> None:
