@@ -22,11 +22,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-# The stamp is rebuilt whenever the lock or the project metadata changes.
-$(VENV)/.synced: $(LOCK) pyproject.toml | $(UV)
+# The stamp is rebuilt whenever the lock or the metadata of either project changes. Both are installed editable: the
+# provider and the emulators (emulator/, the mdca-emulator distribution the tests, the demo and the benchmarks use).
+$(VENV)/.synced: $(LOCK) pyproject.toml emulator/pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet $(LOCK)
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e .
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e . -e ./emulator
 	touch $@
 
 env: $(VENV)/.synced

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_mdca.client import MdcaClient, MdcaConfig
-from airflow_provider_mdca.emulator import Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.process import EmulatorProcess
+from mdca_emulator import Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
+from mdca_emulator.process import EmulatorProcess
 
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 START_MS = int(START.timestamp() * 1000)
@@ -43,7 +43,9 @@ def _tenant(tenant_id: str, activities: int, alerts: int, hours: int, rpm: int |
     series = TimeSeriesConfig(segments=[Segment(START_MS, end_ms, activities, (1, 1, 3, 1, 7))])
     alert_series = TimeSeriesConfig(segments=[Segment(START_MS, end_ms, alerts, (1, 2))])
     config = TenantConfig(
-        tenant_id, activities=series, alerts=alert_series, subnet=SnapshotConfig(0), requests_per_minute=rpm
+        tenant_id,
+        services={"activities": series, "alerts": alert_series, "data_enrichment": SnapshotConfig(0)},
+        requests_per_minute=rpm,
     )
     return config.to_dict()
 

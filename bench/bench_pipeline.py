@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 if TYPE_CHECKING:
-    from airflow_provider_mdca.emulator.process import EmulatorProcess
+    from mdca_emulator.process import EmulatorProcess
 
 # Only the standard library and requests at module level: every child process imports this file, and the naive
 # collector's memory must not carry the provider's modules. Provider imports live in the functions that use them.
@@ -102,7 +102,7 @@ def _window() -> tuple[datetime, datetime]:
 
 def _attached(state_dir: str) -> EmulatorProcess:
     """The running emulator, described by its ``emulator.json`` (0600), for bench_fetch's ``_client``."""
-    from airflow_provider_mdca.emulator.process import EmulatorProcess
+    from mdca_emulator.process import EmulatorProcess
 
     emulator = EmulatorProcess(state_dir=Path(state_dir))
     emulator.info = json.loads((Path(state_dir) / "emulator.json").read_text(encoding="utf-8"))
@@ -231,7 +231,7 @@ _STAGES: dict[str, Callable[[Figures], Figures]] = {
 
 # What each stage imports, loaded before the measurement starts: CPU and time figures are the stage's work only.
 _IMPORTS: dict[str, tuple[str, ...]] = {
-    "fetch": ("bench_fetch", "airflow_provider_mdca.pipeline", "airflow_provider_mdca.emulator.process"),
+    "fetch": ("bench_fetch", "airflow_provider_mdca.pipeline", "mdca_emulator.process"),
     "flatten": ("airflow_provider_mdca.pipeline",),
     "ship": ("bench_ship", "airflow_provider_mdca.devo", "airflow_provider_mdca.pipeline"),
     "naive": ("urllib.parse",),
@@ -495,7 +495,7 @@ def _run(
 ) -> int:
     from bench_fetch import START_MS, _client, _tenant, measure
 
-    from airflow_provider_mdca.emulator.process import EmulatorProcess
+    from mdca_emulator.process import EmulatorProcess
 
     tenants = [
         _tenant("bench-full", activities, alerts, HOURS, None),

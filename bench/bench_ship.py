@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_provider_mdca.devo import DevoConfig, make_sender
 from airflow_provider_mdca.devo.framing import encode_event
-from airflow_provider_mdca.emulator.process import EmulatorProcess
+from mdca_emulator.process import EmulatorProcess
 
 
 def alert_events(n: int) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,8 @@ Subcommands:
 
 ``emulator``
     The ``mdca-emulator`` service: writes the demo's collector configuration once, forwards the container's public
-    ports to the emulator's loopback ones, and runs ``mdca-emulator`` with fixed ports in the state directory.
+    ports to the emulator's loopback ones, and runs ``mdca-emulator`` with fixed ports in the state directory. Only
+    the demo's emulator image (the Dockerfile's ``demo-emulator`` target) has the emulator installed.
 
 ``forward LISTEN=TARGET...``
     TCP forwarding, ``host:port=host:port`` pairs, both directions, half-closes passed on.
@@ -20,9 +21,10 @@ Subcommands:
     The ``mdca-emulator`` service's health check: ``emulator.json`` written, and every emulator port and its public
     forwarder accepting.
 
-``check-image --lock FILE [--import MODULE...]``
-    Run once by the Dockerfile: Airflow is still the version the lock pins, the provider is registered, and the
-    modules the Compose file relies on import.
+``check-image --lock FILE [--import MODULE...] [--absent MODULE...]``
+    Run once by the Dockerfile for each image: Airflow is still the version the lock pins, the provider is
+    registered, the modules the Compose file relies on import, and those that must not ship there (the emulators, in
+    the production image) are not installed.
 
 Why forwarders: ``mdca-emulator`` listens on 127.0.0.1 only and its TLS certificate names 127.0.0.1 and localhost,
 so no other container could reach it or verify it by a service name. The emulator's container forwards
@@ -56,7 +58,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DEMO_PERIODS",
+    "DEMO_PERIOD",
+    "DEMO_SNAPSHOT_PERIOD",
+    "DEMO_SNAPSHOTS",
     "EMULATOR_PORTS",
     "PUBLIC_PORT_OFFSET",
     "Forwarder",
@@ -70,15 +74,15 @@ __all__ = [
 EMULATOR_PORTS: dict[str, int] = {"mdca": 8443, "devo_relay": 6514, "devo_http": 8444}
 #: The emulator's container publishes ``<port> + PUBLIC_PORT_OFFSET`` on the Compose network.
 PUBLIC_PORT_OFFSET = 10000
-#: The demo's windows: an hour for the windowed services, six hours for the snapshots (as ``make demo``), starting
-#: six hours before the emulator first starts, so that ``docker compose up`` shows runs within minutes.
-DEMO_PERIODS: dict[str, timedelta] = {
-    "activities": timedelta(hours=1),
-    "alerts": timedelta(hours=1),
-    "files": timedelta(hours=1),
-    "entities": timedelta(hours=6),
-    "data_enrichment": timedelta(hours=6),
-}
+#: The demo's windows, as ``make demo``'s, starting six hours before the emulator first starts, so that
+#: ``docker compose up`` shows runs within minutes: an hour for every service (the configuration's defaults, so a
+#: service the collector gains is in the demo as it is) ...
+DEMO_PERIOD = timedelta(hours=1)
+#: ... except the snapshots, read whole: one six-hour window. Their names are written here because this script runs
+#: with the standard library only (``python -I -S``, before Airflow's environment is set up), so it cannot import the
+#: provider's registry (``airflow_provider_mdca.services``); tests/deploy checks these are the registry's snapshots.
+DEMO_SNAPSHOT_PERIOD = timedelta(hours=6)
+DEMO_SNAPSHOTS: tuple[str, ...] = ("data_enrichment", "entities")
 DEMO_HISTORY = timedelta(hours=6)
 DEMO_CONFIG_NAME = "mdca_collector.yaml"
 INFO_NAME = "emulator.json"
@@ -260,16 +264,16 @@ def _floor(moment: datetime, period: timedelta) -> datetime:
     return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=timezone.utc)
 
 
+def _windows(now: datetime, period: timedelta) -> dict[str, Any]:
+    """Windows of ``period`` from ``now - 6 h`` rounded down to the period."""
+    start = _floor(now - DEMO_HISTORY, period)
+    return {"period": int(period.total_seconds()), "historic_date_utc": start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 def demo_collector_config(now: datetime) -> dict[str, Any]:
-    """The demo's collector configuration: every service, windows from ``now - 6 h`` (rounded down to the period)."""
-    services: dict[str, Any] = {}
-    for name, period in DEMO_PERIODS.items():
-        start = _floor(now - DEMO_HISTORY, period)
-        services[name] = {
-            "period": int(period.total_seconds()),
-            "historic_date_utc": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    return {"defaults": {"retry_delay": 30}, "services": services}
+    """The demo's collector configuration: every service, an hour's windows by default, the snapshots six hours'."""
+    services = {name: _windows(now, DEMO_SNAPSHOT_PERIOD) for name in DEMO_SNAPSHOTS}
+    return {"defaults": {**_windows(now, DEMO_PERIOD), "retry_delay": 30}, "services": services}
 
 
 def _write_demo_config(state: Path, now: datetime) -> Path:
@@ -339,7 +343,8 @@ def _entrypoint(args: Sequence[str]) -> int:
 
 
 def _emulator(argv: Sequence[str]) -> int:
-    from airflow_provider_mdca.emulator.__main__ import main as emulator_main
+    # The mdca-emulator distribution: installed in the demo's emulator image only, never in the production one.
+    from mdca_emulator.__main__ import main as emulator_main
 
     state = _state_dir()
     state.mkdir(parents=True, exist_ok=True)
@@ -392,8 +397,9 @@ def _locked_airflow_version(lock: Path) -> str:
     raise SystemExit(f"{lock}: no apache-airflow pin")
 
 
-def _check_image(lock: Path, modules: Sequence[str]) -> int:
+def _check_image(lock: Path, modules: Sequence[str], absent: Sequence[str] = ()) -> int:
     import importlib
+    import importlib.util
     from importlib import metadata
 
     problems = []
@@ -413,10 +419,16 @@ def _check_image(lock: Path, modules: Sequence[str]) -> int:
             importlib.import_module(module)
         except Exception as exc:  # any failure to import is what this check reports
             problems.append(f"import {module}: {type(exc).__name__}: {exc}")
+    for module in absent:
+        if importlib.util.find_spec(module) is not None:
+            problems.append(f"{module} is installed: it must not be in this image")
     for problem in problems:
         _log(problem)
     if not problems:
-        _log(f"image OK: apache-airflow {installed}, airflow-provider-mdca registered, {len(modules)} modules import")
+        _log(
+            f"image OK: apache-airflow {installed}, airflow-provider-mdca registered, {len(modules)} modules import, "
+            f"{len(absent)} absent"
+        )
     return 1 if problems else 0
 
 
@@ -436,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check-image", help="the Dockerfile's check of the installed image")
     check.add_argument("--lock", type=Path, required=True)
     check.add_argument("--import", dest="modules", action="append", default=[])
+    check.add_argument("--absent", action="append", default=[], help="a module that must not be installed")
     args = parser.parse_args(argv)
     if args.command == "emulator":
         return _emulator(args.emulator_args)
@@ -447,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _forward_forever(pairs)
     if args.command == "health":
         return _health()
-    return _check_image(args.lock, args.modules)
+    return _check_image(args.lock, args.modules, args.absent)
 
 
 if __name__ == "__main__":

@@ -29,51 +29,70 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
+# The Airflow harness lives with the tests (tests/harness), not in the provider. `python scripts/demo.py` puts
+# scripts/ on sys.path, not the repository root, so the root goes first: tests.harness is then this checkout's,
+# whatever else is installed.
+sys.path.insert(0, str(ROOT))
+
 import requests
 import yaml
 
-from airflow_provider_mdca.emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.data import HOUR_MS, TimeSeriesData
-from airflow_provider_mdca.emulator.process import EmulatorProcess
 from airflow_provider_mdca.services import SERVICES
-from airflow_provider_mdca.stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
 from airflow_provider_mdca.transforms.flatten import flatten_alert
+from mdca_emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
+from mdca_emulator.data import HOUR_MS, TimeSeriesData
+from mdca_emulator.process import EmulatorProcess
+from tests.harness.airflow_stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
 
-ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "demo"
 HOURS = 6
-# Windows for the demo: an hour for the time-based services (six windows each), one six-hour snapshot of entities
-# and subnets. The collector's defaults (5 minutes for activities and alerts) would make 144 runs of 6 hours: right
-# for a live tenant, too many task processes for a demo on a small machine.
-PERIODS = {
-    "activities": timedelta(hours=1),
-    "alerts": timedelta(hours=1),
-    "files": timedelta(hours=1),
-    "entities": timedelta(hours=6),
-    "data_enrichment": timedelta(hours=6),
-}
+# Windows for the demo: an hour for every windowed service (six windows each), one six-hour window for the snapshots
+# (entities, subnets: read whole, one snapshot). The collector's defaults (5 minutes for activities and alerts) would
+# make 144 runs of 6 hours: right for a live tenant, too many task processes for a demo on a small machine.
+PERIOD = timedelta(hours=1)
+SNAPSHOT_PERIOD = timedelta(hours=6)
+#: The snapshot services, from the registry: the only ones whose windows differ from the defaults.
+SNAPSHOTS = tuple(name for name, service in SERVICES.items() if not service.windowed)
+#: Every service, windowed ones first (the order of the backfills and of the report).
+DEMO_SERVICES = sorted(SERVICES, key=lambda name: name in SNAPSHOTS)
 MAX_EVENTS_PER_ALERT = 1000
+# The tenant's data: records an hour (and cluster sizes) of the windowed services, records of the snapshots. A service
+# without a figure here gets the alerts' or the subnets' figure: every service of the registry is in the demo.
+HOURLY: dict[str, tuple[float, tuple[int, ...]]] = {
+    "activities": (2500, (1, 1, 2, 1, 3, 1, 1, 5)),
+    "alerts": (50, (1, 1, 2)),
+    "files": (150, (1, 1, 1, 2)),
+}
+COUNTS = {"entities": 300, "data_enrichment": 40}
 
 
 def demo_tenant() -> TenantConfig:
     """The emulated tenant: a day of history before the demo's range, data running on; 30 requests a minute."""
     start = (int(time.time() * 1000) // HOUR_MS - 2 * 24) * HOUR_MS
-    return TenantConfig(
-        tenant_id="tenant-demo",
-        seed=1,
-        activities=TimeSeriesConfig([Rate(2500, (1, 1, 2, 1, 3, 1, 1, 5), start)]),
-        alerts=TimeSeriesConfig([Rate(50, (1, 1, 2), start)]),
-        files=TimeSeriesConfig([Rate(150, (1, 1, 1, 2), start)]),
-        entities=SnapshotConfig(300),
-        subnet=SnapshotConfig(40),
-        requests_per_minute=30,
-    )
+    data: dict[str, TimeSeriesConfig | SnapshotConfig] = {}
+    for name in DEMO_SERVICES:
+        if name in SNAPSHOTS:
+            data[name] = SnapshotConfig(COUNTS.get(name, COUNTS["data_enrichment"]))
+        else:
+            per_hour, clusters = HOURLY.get(name, HOURLY["alerts"])
+            data[name] = TimeSeriesConfig([Rate(per_hour, clusters, start)])
+    return TenantConfig(tenant_id="tenant-demo", seed=1, services=data, requests_per_minute=30)
 
 
 def floor(moment: datetime, period: timedelta) -> datetime:
     """``moment`` rounded down to a multiple of ``period`` since the epoch."""
     seconds = int(period.total_seconds())
     return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=timezone.utc)
+
+
+def period_of(service: str) -> timedelta:
+    return SNAPSHOT_PERIOD if service in SNAPSHOTS else PERIOD
+
+
+def first_window(now: datetime, period: timedelta) -> datetime:
+    """The start of the first window: ``now - 6 h`` rounded down to the period."""
+    return floor(now - timedelta(hours=HOURS), period)
 
 
 @dataclass
@@ -101,23 +120,26 @@ class Range:
 def plan(now: datetime) -> dict[str, Range]:
     """Each service's backfill: from ``now - 6 h`` rounded down to its period, every window ended by now."""
     ranges = {}
-    for service, period in PERIODS.items():
-        start = floor(now - timedelta(hours=HOURS), period)
+    for service in DEMO_SERVICES:
+        period = period_of(service)
+        start = first_window(now, period)
         windows = int((now - start) / period)
         ranges[service] = Range(service, period, start, windows)
     return ranges
 
 
-def collector_config(ranges: dict[str, Range]) -> dict[str, Any]:
-    services: dict[str, Any] = {}
-    for name, span in ranges.items():
-        services[name] = {
-            "enabled": True,
-            "period": int(span.period.total_seconds()),
-            "historic_date_utc": span.start.isoformat().replace("+00:00", "Z"),
-        }
-    services["alerts"]["max_events_per_alert"] = MAX_EVENTS_PER_ALERT
-    return {"defaults": {"retry_delay": 10, "max_active_runs": 2}, "services": services}
+def windows(now: datetime, period: timedelta) -> dict[str, Any]:
+    """The collector settings of windows of ``period`` from the first window on."""
+    start = first_window(now, period)
+    return {"period": int(period.total_seconds()), "historic_date_utc": start.isoformat().replace("+00:00", "Z")}
+
+
+def collector_config(now: datetime) -> dict[str, Any]:
+    """Every service enabled with the defaults' windows (an hour); only the snapshots override them."""
+    services: dict[str, Any] = {name: windows(now, SNAPSHOT_PERIOD) for name in SNAPSHOTS}
+    services["alerts"] = {"max_events_per_alert": MAX_EVENTS_PER_ALERT}
+    defaults = {"enabled": True, **windows(now, PERIOD), "retry_delay": 10, "max_active_runs": 2}
+    return {"defaults": defaults, "services": services}
 
 
 # -- what Devo should hold, and what it holds ----------------------------------------------------------------------
@@ -181,9 +203,10 @@ def build_row(
     done = [run for run in runs if run.state == "success"]
     ends = [run.end_date.timestamp() for run in done if run.end_date]
     row.elapsed = max(ends) - began if ends else 0.0
-    period = PERIODS[service]
+    period = period_of(service)
     if service == "alerts":
-        data = TimeSeriesData("alerts", tenant.seed, tenant.alerts.segments, tenant.alerts.late_every)
+        alerts = tenant.series("alerts")
+        data = TimeSeriesData("alerts", tenant.seed, alerts.segments, alerts.late_every)
         for run in done:
             start = ms(run.logical_date)
             ids = set(emulator.truth("alerts", start, start + ms_of(period)))
@@ -309,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             now = datetime.now(timezone.utc)
             ranges = plan(now)
             config = VAR / "mdca_collector.yaml"
-            config.write_text(yaml.safe_dump(collector_config(ranges), sort_keys=False), encoding="utf-8")
+            config.write_text(yaml.safe_dump(collector_config(now), sort_keys=False), encoding="utf-8")
             env = {
                 "AIRFLOW_CONN_MDCA_DEFAULT": json.dumps(emulator.connection()),
                 "AIRFLOW_CONN_DEVO_DEFAULT": json.dumps(emulator.devo_connection()),

@@ -42,7 +42,7 @@ _airflow_environment()
 
 # Imported after the Airflow environment is set: the provider package may import Airflow.
 from airflow_provider_mdca.client import MdcaClient, MdcaConfig  # noqa: E402
-from airflow_provider_mdca.emulator import EmulatorServer, TenantConfig  # noqa: E402
+from mdca_emulator import EmulatorServer, TenantConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +80,15 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorServe
 
 @pytest.fixture
 def make_tenant(emulator: EmulatorServer) -> Callable[..., TenantConfig]:
-    """Register a tenant with a unique id (throttling off unless asked) and return its config."""
+    """Register a tenant with a unique id (throttling off unless asked) and return its config.
+
+    Knobs as :meth:`TenantConfig.with_changes` takes them, a service by name: ``make(alerts=TimeSeriesConfig(...))``.
+    """
 
     def make(**fields: Any) -> TenantConfig:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         fields.setdefault("requests_per_minute", None)
-        config = TenantConfig(f"tenant-{worker}-{next(_tenant_numbers)}", **fields)
+        config = TenantConfig(f"tenant-{worker}-{next(_tenant_numbers)}").with_changes(fields)
         emulator.add_tenant(config)
         return config
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig
 from airflow_provider_mdca.hooks.mdca import MdcaHook
+from mdca_emulator import Segment, TimeSeriesConfig
+from tests.service_table import ALL, WINDOWED
 
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 
@@ -54,14 +55,12 @@ def test_connection_test_succeeds_against_the_emulator(emulator, make_tenant):
 def test_the_test_button_reports_each_service(emulator, make_tenant, monkeypatch):
     # The UI shows the message of test_connection(); the CLI prints only success or failure.
     data = TimeSeriesConfig(segments=[Segment(1_700_000_000_000, 1_700_000_060_000, 3)])
-    tenant = make_tenant(activities=data, alerts=data, files=data)
+    tenant = make_tenant(**dict.fromkeys(WINDOWED, data))
     conn = mdca_connection(emulator, tenant, files_access_token=tenant.files_access_token)
     monkeypatch.setenv("AIRFLOW_CONN_MDCA_BUTTON", json.dumps(conn))
     ok, message = MdcaHook(mdca_conn_id="mdca_button").test_connection()
     assert ok, message
-    assert message == "; ".join(
-        f"{service}: OK" for service in ("activities", "alerts", "data_enrichment", "entities", "files")
-    )
+    assert message == "; ".join(f"{service}: OK" for service in ALL)
 
 
 def test_the_test_button_says_files_needs_the_legacy_token(emulator, make_tenant, monkeypatch):

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_provider_mdca.emulator import DevoEmulator, TenantConfig
-from airflow_provider_mdca.emulator.server import EmulatorServer
+from mdca_emulator import DevoEmulator, TenantConfig
+from mdca_emulator.server import EmulatorServer
+from tests.service_table import ALL
 
 BIN = Path(sys.executable).parent
 COLLECTOR = BIN / "mdca-collector"
-ALL = ("activities", "alerts", "data_enrichment", "entities", "files")
 KEY = "k3y-for-the-validate-test-0123456789"  # an obfuscation key: must never be printed
 _numbers = itertools.count()
 
@@ -123,9 +123,9 @@ def test_a_working_setup_passes_every_check(tmp_path, emulator, make_tenant, dev
     for service in ALL:
         assert any(line.startswith(f"OK    {service}: one record readable") for line in lines(out, "OK")), out
     assert f"OK    mdca connection '{mdca_id}': Entra ID token obtained" in out
-    assert f"OK    devo connection '{devo_id}' (activities, alerts, data_enrichment, entities, files)" in out
+    assert f"OK    devo connection '{devo_id}' ({', '.join(ALL)})" in out
     assert "OK    pool 'mdca_api'" in out
-    assert "OK    obfuscation key (activities, alerts, data_enrichment, entities, files)" in out
+    assert f"OK    obfuscation key ({', '.join(ALL)})" in out
     assert lines(out, "FAIL") == [] and "validate: all checks passed" in out
     for secret in (tenant.client_secret, tenant.files_access_token, KEY, devo.token):
         assert secret not in out
@@ -167,17 +167,18 @@ def test_missing_connections_and_a_short_key_are_named(tmp_path, emulator, make_
         obfuscation=["user.userName"],
         obfuscation_key_variable="mdca_validate_short_key",
     )
-    config["services"] = {name: {"enabled": False} for name in ("entities", "data_enrichment", "files")}
+    enabled = ("activities", "alerts")
+    config["services"] = {name: {"enabled": False} for name in ALL if name not in enabled}
     code, out = run_validate(tmp_path, config, {}, AIRFLOW_VAR_MDCA_VALIDATE_SHORT_KEY="short")
     assert code == 1, out
     failed = lines(out, "FAIL")
     assert any(
         line.startswith("FAIL  mdca connection 'mdca_validate_nowhere'") and "isn't defined" in line for line in failed
     ), out
-    assert any(line.startswith("FAIL  devo connection 'devo_validate_nowhere' (activities, alerts)") for line in failed)
+    listed = ", ".join(enabled)
+    assert any(line.startswith(f"FAIL  devo connection 'devo_validate_nowhere' ({listed})") for line in failed)
     assert any(
-        line.startswith("FAIL  obfuscation key (activities, alerts): Variable 'mdca_validate_short_key'")
-        for line in failed
+        line.startswith(f"FAIL  obfuscation key ({listed}): Variable 'mdca_validate_short_key'") for line in failed
     )
     assert "files" not in "".join(failed)  # disabled services are not checked
 

@@ -22,9 +22,11 @@ from airflow_provider_mdca.config import load_collector_config
 from deploy import new_env
 from tests.deploy.support import (
     COMPOSE,
+    DOCKERFILE,
     ENV_EXAMPLE,
     REPO,
     InterpolationError,
+    dockerfile_stages,
     documented_keys,
     fixed_host_ports,
     interpolate,
@@ -195,9 +197,21 @@ def test_every_airflow_service_runs_the_projects_image(compose):
     images = {name: (svc.get("image"), json.dumps(svc.get("build"), sort_keys=True)) for name, svc in services.items()}
     expected = images["airflow-apiserver"]
     assert expected[0] == "airflow-provider-mdca:0.1.0"
-    assert json.loads(expected[1]) == {"context": "."}
-    for name in AIRFLOW_SERVICES | {"mdca-emulator"}:
+    assert json.loads(expected[1]) == {"context": ".", "target": "production"}
+    for name in AIRFLOW_SERVICES:
         assert images[name] == expected, name
+
+
+def test_only_the_demos_emulator_runs_the_image_with_the_emulators(compose):
+    stages = dockerfile_stages(DOCKERFILE.read_text(encoding="utf-8"))
+    names = [stage.name for stage in stages]
+    # The production image is the Dockerfile's default target too (the last stage): `docker build .` gives it.
+    assert names[-1] == "production"
+    emulator = compose["services"]["mdca-emulator"]
+    assert emulator["build"] == {"context": ".", "target": "demo-emulator"} and "demo-emulator" in names
+    # Its own tag: Compose would otherwise build two targets into one image name.
+    assert emulator["image"] == "airflow-provider-mdca-emulator:0.1.0"
+    assert emulator["image"] != compose["services"]["airflow-apiserver"]["image"]
 
 
 @pytest.mark.parametrize("setting", SHARED_SETTINGS)

@@ -1,5 +1,6 @@
 """The Dockerfile, its build context and its locks: the image is the official Airflow image at the version CI tests,
-with what requirements/image.lock.txt pins and the provider's wheel, built offline, and nothing else.
+with what requirements/image.lock.txt pins and the provider's wheel, built offline, and nothing else. The emulators'
+wheel (the mdca-emulator distribution) goes to the demo's emulator image only, never to the production image.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import zipfile
 from email.parser import Parser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.markers import Marker
@@ -37,10 +39,16 @@ from tests.deploy.support import (
 
 MACHINES = ("x86_64", "aarch64")  # the platforms apache/airflow is published for
 TEST_AND_DEV_TOOLS = ("pytest", "pytest-xdist", "hypothesis", "mypy", "ruff", "check-jsonschema", "hatchling")
+PROVIDER_WHEEL = "/opt/mdca/dist/airflow_provider_mdca-*.whl"
+EMULATOR_WHEEL = "/opt/mdca/dist-emulator/mdca_emulator-*.whl"
 
 
 def stages():
     return dockerfile_stages(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def stage(name: str):
+    return next(s for s in stages() if s.name == name)
 
 
 def pinned(path: Path, name: str) -> str:
@@ -100,29 +108,31 @@ def test_every_pip_install_is_hashed_and_resolves_nothing():
     commands = [
         cmd for stage in stages() for cmd in run_commands(stage) if cmd[:2] in (["pip", "install"], ["pip", "wheel"])
     ]
-    assert len(commands) == 4
+    assert len(commands) == 6
     for cmd in commands:
         assert "--no-deps" in cmd, cmd
         if "-r" in cmd:
             assert "--require-hashes" in cmd, cmd
         elif cmd[1] == "install":
-            assert cmd[-1] == "/opt/mdca/dist/airflow_provider_mdca-*.whl", "only the wheel built here, unhashed"
-    wheel = next(cmd for cmd in commands if cmd[1] == "wheel")
-    assert "--no-build-isolation" in wheel, "build isolation would fetch hatchling unpinned"
+            assert cmd[-1] in (PROVIDER_WHEEL, EMULATOR_WHEEL), "only the wheels built here, unhashed"
+    wheels = [cmd for cmd in commands if cmd[1] == "wheel"]
+    assert len(wheels) == 2
+    assert all("--no-build-isolation" in cmd for cmd in wheels), "build isolation would fetch hatchling unpinned"
 
 
 def test_the_runtime_install_is_the_image_lock_and_check_image_reads_it():
-    final = stages()[-1]
-    lock_copy = next(c for c in copies(final) if c.sources == ("requirements/image.lock.txt",))
-    installs = [cmd for cmd in run_commands(final) if cmd[:2] == ["pip", "install"] and "-r" in cmd]
+    runtime = stage("runtime")
+    lock_copy = next(c for c in copies(runtime) if c.sources == ("requirements/image.lock.txt",))
+    installs = [cmd for cmd in run_commands(runtime) if cmd[:2] == ["pip", "install"] and "-r" in cmd]
     assert [cmd[cmd.index("-r") + 1] for cmd in installs] == [lock_copy.dest]
-    check = next(cmd for cmd in run_commands(final) if "check-image" in cmd)
-    assert check[check.index("--lock") + 1] == lock_copy.dest
+    for name in ("runtime", "demo-emulator"):  # each image is checked against the lock
+        check = next(cmd for cmd in run_commands(stage(name)) if "check-image" in cmd)
+        assert check[check.index("--lock") + 1] == lock_copy.dest, name
     assert all("airflow3.lock.txt" not in src for stage in stages() for c in copies(stage) for src in c.sources)
 
 
 def test_the_wheel_stage_installs_the_build_requirements_before_building():
-    wheel = next(stage for stage in stages() if stage.name == "wheel")
+    wheel = stage("wheel")
     dest = next(c.dest for c in copies(wheel) if c.sources == ("deploy/build-requirements.txt",))
     commands = run_commands(wheel)
     install = next(i for i, cmd in enumerate(commands) if cmd[:2] == ["pip", "install"])
@@ -130,8 +140,38 @@ def test_the_wheel_stage_installs_the_build_requirements_before_building():
     assert commands[install][commands[install].index("-r") + 1] == dest
     assert install < build
     assert not any(c.from_stage for c in copies(wheel))
-    final = stages()[-1]
-    assert [c.from_stage for c in copies(final) if c.from_stage] == ["wheel"], "only the wheel reaches the image"
+    runtime = stage("runtime")
+    assert [c.from_stage for c in copies(runtime) if c.from_stage] == ["wheel"], "only the wheel reaches the image"
+
+
+def installed_wheels(name: str) -> list[str]:
+    return [cmd[-1] for cmd in run_commands(stage(name)) if cmd[:2] == ["pip", "install"] and "-r" not in cmd]
+
+
+def wheel_dirs_copied(name: str) -> list[str]:
+    return [src for c in copies(stage(name)) if c.from_stage == "wheel" for src in c.sources]
+
+
+def test_the_emulators_wheel_goes_to_the_demo_emulator_image_only():
+    wheel = stage("wheel")
+    built = {cmd[cmd.index("--wheel-dir") + 1]: cmd[-1] for cmd in run_commands(wheel) if cmd[:2] == ["pip", "wheel"]}
+    assert built == {"/opt/mdca/dist": "/opt/mdca/src", "/opt/mdca/dist-emulator": "/opt/mdca/src/emulator"}
+    # Production: the runtime stage as it is, the default target (the last stage), the provider's wheel alone.
+    production = stages()[-1]
+    assert (production.name, production.image, production.instructions) == ("production", "runtime", [])
+    assert installed_wheels("runtime") == [PROVIDER_WHEEL]
+    assert wheel_dirs_copied("runtime") == ["/opt/mdca/dist/"]
+    runtime_check = next(cmd for cmd in run_commands(stage("runtime")) if "check-image" in cmd)
+    assert runtime_check[runtime_check.index("--absent") + 1] == "mdca_emulator", "the build proves it is not there"
+    # The demo's emulator image: the runtime image, plus the emulators' wheel, whose command line then imports.
+    demo = stage("demo-emulator")
+    assert demo.image == "runtime"
+    assert installed_wheels("demo-emulator") == [EMULATOR_WHEEL]
+    assert wheel_dirs_copied("demo-emulator") == ["/opt/mdca/dist-emulator/"]
+    demo_check = next(cmd for cmd in run_commands(demo) if "check-image" in cmd)
+    assert "mdca_emulator.__main__" in demo_check and "--absent" not in demo_check
+    others = [s for s in stages() if s.name not in ("demo-emulator", "wheel")]
+    assert not any("dist-emulator" in src for s in others for c in copies(s) for src in c.sources)
 
 
 # -- the wheel's build requirements ---------------------------------------------------------------------------------
@@ -171,8 +211,9 @@ def test_the_closure_follows_the_lock():
     assert "iniconfig" not in closure and "pluggy" in closure
 
 
-def test_the_build_backend_is_the_locked_hatchling():
-    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+@pytest.mark.parametrize("project", ["pyproject.toml", "emulator/pyproject.toml"])
+def test_the_build_backend_is_the_locked_hatchling(project):
+    text = (REPO / project).read_text(encoding="utf-8")
     assert 'build-backend = "hatchling.build"' in text
     requires = re.search(r"(?m)^requires = \[(.*)\]", text).group(1)
     for requirement in re.findall(r'"([^"]+)"', requires):
@@ -215,9 +256,11 @@ def test_the_build_context_holds_nothing_the_dockerfile_does_not_copy():
         "airflow_provider_mdca/__pycache__/x.pyc",
         "node_modules/x/y.js",
         "dags/__pycache__/mdca_collector.cpython-311.pyc",
+        "tests/harness/airflow_stack.py",
+        "emulator/mdca_emulator/__pycache__/server.cpython-311.pyc",
     ):
         assert not ignore.included(secret_or_bulky), secret_or_bulky
-    assert ignore.included("airflow_provider_mdca/emulator/server.py")
+    assert ignore.included("emulator/mdca_emulator/server.py") and ignore.included("emulator/pyproject.toml")
 
 
 def test_the_dockerignore_reader_follows_dockers_rules():
@@ -228,14 +271,23 @@ def test_the_dockerignore_reader_follows_dockers_rules():
     assert ignore.included("keep/important.log")
 
 
-# -- the wheel, built from the build context as the wheel stage builds it ------------------------------------------
+# -- the wheels, built from the build context as the wheel stage builds them -----------------------------------------
 
 
-def test_the_wheel_builds_offline_from_the_context_and_the_image_lock_satisfies_it(tmp_path):
+def wheel_metadata(wheel: Path) -> tuple[set[str], Any, str]:
+    """The wheel's file names, its METADATA and its entry_points.txt."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(archive.read(info).decode())
+        entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
+    return names, metadata, entry_points
+
+
+def test_the_wheels_build_offline_from_the_context_and_the_image_lock_satisfies_them(tmp_path):
     ignore = DockerIgnore(DOCKERIGNORE.read_text(encoding="utf-8"))
-    wheel_stage = next(stage for stage in stages() if stage.name == "wheel")
     src = tmp_path / "src"
-    for c in copies(wheel_stage):
+    for c in copies(stage("wheel")):
         for source in c.sources:
             if source.startswith("deploy/"):
                 continue  # the build requirements, not the source tree
@@ -244,33 +296,44 @@ def test_the_wheel_builds_offline_from_the_context_and_the_image_lock_satisfies_
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(REPO / relative, target)
     hatchling = Path(sys.executable).parent / "hatchling"
-    subprocess.run(
-        [str(hatchling), "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
-        cwd=src,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    for project in (src, src / "emulator"):
+        subprocess.run(
+            [str(hatchling), "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+            cwd=project,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     (wheel,) = (tmp_path / "dist").glob("airflow_provider_mdca-*.whl")
+    (emulator_wheel,) = (tmp_path / "dist").glob("mdca_emulator-*.whl")
 
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        info = next(n for n in names if n.endswith(".dist-info/METADATA"))
-        metadata = Parser().parsestr(archive.read(info).decode())
-        entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
+    names, metadata, entry_points = wheel_metadata(wheel)
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "airflow_provider_mdca").rglob("*.py")}
     assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
-    assert not any(n.startswith(("tests/", "deploy/", "dags/")) for n in names)
+    assert not any(n.startswith(("tests/", "deploy/", "dags/", "emulator/", "mdca_emulator/")) for n in names)
+    assert not any(n.startswith(("airflow_provider_mdca/emulator/", "airflow_provider_mdca/stack")) for n in names)
     assert "[apache_airflow_provider]" in entry_points and "airflow_provider_mdca:get_provider_info" in entry_points
+    assert "mdca-emulator" not in entry_points and "mdca-collector" in entry_points
 
-    # pip installs the wheel with --no-deps: each of its requirements must be in the image's lock, in range.
+    emulator_names, emulator_metadata, emulator_entry_points = wheel_metadata(emulator_wheel)
+    emulator_modules = {
+        p.relative_to(REPO / "emulator").as_posix() for p in (REPO / "emulator" / "mdca_emulator").rglob("*.py")
+    }
+    assert emulator_modules <= emulator_names, f"missing from the wheel: {sorted(emulator_modules - emulator_names)}"
+    assert not any(n.startswith("airflow_provider_mdca/") for n in emulator_names)
+    assert "mdca-emulator = mdca_emulator.__main__:main" in emulator_entry_points
+
+    # pip installs the wheels with --no-deps: each of their requirements must be in the image's lock, in range (the
+    # emulators' also names the provider: its wheel, built beside it and installed first in the runtime stage).
     environment = image_environment(python=lock_python_version(IMAGE_LOCK))
     image = versions(parse_lock(IMAGE_LOCK), environment)
-    for requirement in metadata.get_all("Requires-Dist"):
+    image[canonicalize_name(metadata["Name"])] = {metadata["Version"]}
+    for requirement in metadata.get_all("Requires-Dist") + emulator_metadata.get_all("Requires-Dist"):
         req = Requirement(requirement)
         if req.marker and not req.marker.evaluate({**environment, "extra": ""}):
             continue  # an extra (test, dev): not installed in the image
         name = canonicalize_name(req.name)
         assert name in image, f"{req} is not in image.lock.txt"
         assert all(version in req.specifier for version in image[name]), f"{req}: image.lock.txt has {image[name]}"
+    assert "airflow-provider-mdca" in emulator_metadata.get_all("Requires-Dist")
     assert Marker("extra == 'test'").evaluate({**environment, "extra": "test"})  # extras are told apart

@@ -34,6 +34,7 @@ from airflow_provider_mdca.config import load_collector_config, parse_collector_
 from airflow_provider_mdca.services import SERVICES
 from deploy import mdca_compose
 from tests.deploy.support import IMAGE_LOCK, MDCA_COMPOSE, parse_lock
+from tests.service_table import SNAPSHOTS
 
 PUBLIC_OFFSET = 10  # the emulator service's public ports: its own + 10 (production: + 10000)
 AIRFLOW_SHIFT = 20  # an "Airflow container"'s loopback ports: the emulator's + 20 (production: the same ports)
@@ -345,14 +346,23 @@ def test_a_forwarder_whose_target_is_down_cuts_the_client_at_once():
 )
 def test_the_demo_configuration_is_valid_and_its_windows_start_six_hours_back(now):
     config = parse_collector_config(mdca_compose.demo_collector_config(now), source="demo")
-    assert set(config.enabled) == set(SERVICES) == set(mdca_compose.DEMO_PERIODS)
+    assert set(config.enabled) == set(SERVICES)
     for name, service in config.enabled.items():
-        period = mdca_compose.DEMO_PERIODS[name]
+        period = mdca_compose.DEMO_SNAPSHOT_PERIOD if name in SNAPSHOTS else mdca_compose.DEMO_PERIOD
         start = service.historic_date_utc
         assert service.period == period
         assert start <= now - timedelta(hours=6) < start + period, name
         assert start.timestamp() % period.total_seconds() == 0, f"{name} starts off a period boundary"
         assert service.staging_url is None, "the demo stages where the Compose file says (the shared volume)"
+
+
+def test_the_demo_configuration_overrides_only_the_snapshots():
+    # The entrypoint cannot import the registry: its copy of the snapshot names must be the registry's, and every
+    # other service (one the collector gains too) takes the defaults' windows.
+    assert set(mdca_compose.DEMO_SNAPSHOTS) == set(SNAPSHOTS) == {n for n, s in SERVICES.items() if not s.windowed}
+    data = mdca_compose.demo_collector_config(datetime(2026, 11, 28, 13, 47, tzinfo=timezone.utc))
+    assert set(data["services"]) == set(SNAPSHOTS)
+    assert data["defaults"]["period"] == mdca_compose.DEMO_PERIOD.total_seconds()
 
 
 # -- health ---------------------------------------------------------------------------------------------------------
@@ -542,8 +552,14 @@ def test_check_image_names_every_problem(tmp_path):
 
     lock = tmp_path / "image.lock.txt"
     lock.write_text("apache-airflow==1.0.0 \\\n    --hash=sha256:00\n", encoding="utf-8")
-    result = check_image("--lock", str(lock), "--import", "json", "--import", "airflow_provider_mdca.no_such_module")
+    result = check_image(
+        *("--lock", str(lock), "--import", "json", "--import", "airflow_provider_mdca.no_such_module"),
+        *("--absent", "mdca_emulator", "--absent", "mdca_no_such_module"),
+    )
     assert result.returncode == 1
     assert f"apache-airflow {airflow.__version__} installed, the lock pins 1.0.0" in result.stderr
     assert "import airflow_provider_mdca.no_such_module: ModuleNotFoundError" in result.stderr
     assert "import json" not in result.stderr
+    # The emulators are installed here (make env), never in the production image: --absent names them.
+    assert "mdca_emulator is installed: it must not be in this image" in result.stderr
+    assert "mdca_no_such_module" not in result.stderr

@@ -20,12 +20,12 @@ import pytest
 import requests
 import yaml
 
-from airflow_provider_mdca.emulator.data import TimeSeriesData
-from airflow_provider_mdca.emulator.process import EmulatorProcess
-from airflow_provider_mdca.emulator.state import TenantConfig
-from airflow_provider_mdca.stack import AirflowStack
 from airflow_provider_mdca.transforms.flatten import flatten_alert
+from mdca_emulator.data import TimeSeriesData
+from mdca_emulator.process import EmulatorProcess
+from mdca_emulator.state import TenantConfig
 from tests.e2e.postgres import PostgresNotInstalled, PostgresServer, find_server_bin
+from tests.harness.airflow_stack import AirflowStack
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = ROOT / "dags"
@@ -117,7 +117,8 @@ def expected_alert_events(
     The alerts are rebuilt from the tenant's configuration, as the emulator builds them (a pure function of the seed
     and the record's position), and sent through JSON as the API sends them.
     """
-    data = TimeSeriesData("alerts", tenant.seed, tenant.alerts.segments, tenant.alerts.late_every)
+    alerts = tenant.series("alerts")
+    data = TimeSeriesData("alerts", tenant.seed, alerts.segments, alerts.late_every)
     events: Counter[str] = Counter()
     for entry in data.entries([(start_ms, end_ms)]):
         if entry[1] in ids:

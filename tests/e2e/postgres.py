@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg2
 
-from airflow_provider_mdca.stack import free_port
+from tests.harness.airflow_stack import free_port
 
 __all__ = ["SEARCHED", "PostgresNotInstalled", "PostgresServer", "find_server_bin"]
 

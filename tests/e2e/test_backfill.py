@@ -26,10 +26,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_mdca._compat import AIRFLOW_V3
-from airflow_provider_mdca.emulator import Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.process import EmulatorProcess
 from airflow_provider_mdca.services import SERVICES
-from airflow_provider_mdca.stack import AirflowStack, DagRun
+from mdca_emulator import Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
+from mdca_emulator.process import EmulatorProcess
 from tests.e2e.conftest import (
     DevoAdmin,
     Plan,
@@ -41,6 +40,8 @@ from tests.e2e.conftest import (
     write_collector_config,
 )
 from tests.e2e.postgres import PostgresServer
+from tests.harness.airflow_stack import AirflowStack, DagRun
+from tests.service_table import SNAPSHOTS
 
 pytestmark = [pytest.mark.airflow]
 
@@ -105,10 +106,11 @@ def backfilled(
     tenant = TenantConfig(
         "tenant-e2e-backfill",
         seed=7,
-        activities=edged_series(plan, 3000, (1, 2, 7)),
-        alerts=edged_series(plan, 120, (1, 2)),
-        entities=SnapshotConfig(0),
-        subnet=SnapshotConfig(0),
+        services={
+            "activities": edged_series(plan, 3000, (1, 2, 7)),
+            "alerts": edged_series(plan, 120, (1, 2)),
+            **{name: SnapshotConfig(0) for name in SNAPSHOTS},
+        },
         requests_per_minute=None,
     )
     emulator = start_emulator(tenant)

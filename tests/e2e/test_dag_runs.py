@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_mdca._compat import AIRFLOW_V3
-from airflow_provider_mdca.emulator import DevoEmulator, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.server import EmulatorServer
 from airflow_provider_mdca.staging import read_manifest
 from airflow_provider_mdca.transforms.flatten import flatten_alert
+from mdca_emulator import DevoEmulator, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
+from mdca_emulator.server import EmulatorServer
 from tests.e2e.collector_dags import collector_dag, run_window
+from tests.service_table import ALL, SERVICE_TABLE, SNAPSHOTS, WINDOWED
 
 pytestmark = [pytest.mark.xdist_group("airflow-dag-test"), pytest.mark.usefixtures("airflow_db")]
 
@@ -121,12 +122,10 @@ def staged_alerts(staging: Path) -> list[dict[str, Any]]:
     return list(iter_manifest_records(manifests[0]))
 
 
-@pytest.mark.parametrize("service", ["activities", "files", "entities", "data_enrichment"])
+@pytest.mark.parametrize("service", [name for name in ALL if not SERVICE_TABLE[name].flattened])
 def test_one_window_delivers_exactly_the_window(service, emulator, make_tenant, connections, devo, tag, tmp_path):
     series = edged_series(700)
-    tenant = make_tenant(
-        activities=series, files=series, entities=SnapshotConfig(count=250), subnet=SnapshotConfig(count=40)
-    )
+    tenant = make_tenant(**dict.fromkeys(WINDOWED, series), **{name: SnapshotConfig(count=250) for name in SNAPSHOTS})
     mdca_id, devo_id = connections(tenant)
     dag = collector_dag(service, mdca_conn_id=mdca_id, devo_conn_id=devo_id, tag=tag, staging=tmp_path)
     run = run_window(dag, END)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_mdca.emulator import EmulatorServer, TenantConfig
+from mdca_emulator import EmulatorServer, TenantConfig
 from tests.emulator.support import Tenant, new_session
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_mdca.emulator import DevoEmulator
+from mdca_emulator import DevoEmulator
 
 TAG_PREFIX = "test.devo"
 

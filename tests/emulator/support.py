@@ -11,7 +11,8 @@ from typing import Any
 
 import requests
 
-from airflow_provider_mdca.emulator import MDCA_SCOPE, EmulatorServer, TenantConfig, TenantState
+from mdca_emulator import MDCA_SCOPE, EmulatorServer, TenantConfig, TenantState
+from tests.service_table import SERVICE_TABLE
 
 # A fixed past instant (2023-11-14T22:13:20Z): data here is visible on the real clock and never changes.
 T0 = 1_700_000_000_000
@@ -42,7 +43,7 @@ class Tenant:
         return self.emu.tenant(self.id)
 
     def url(self, service: str) -> str:
-        return f"{self.emu.mdca_url(self.id)}api/v1/{service}/"
+        return f"{self.emu.mdca_url(self.id)}{SERVICE_TABLE[service].endpoint}"
 
     def token_response(self, **form: str) -> requests.Response:
         data = {
@@ -78,7 +79,7 @@ class Tenant:
         body: dict[str, Any] | None = None,
         auth: str | None = None,
     ) -> requests.Response:
-        auth = auth or ("token" if service == "files" else "bearer")
+        auth = auth or ("token" if SERVICE_TABLE[service].auth == "legacy_token" else "bearer")
         return self.session.post(self.url(service), json=body or {}, headers=self.headers(auth))
 
     def ok(self, service: str, body: dict[str, Any] | None = None, auth: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""The record streams without a server: arithmetic, order, ids, shapes, determinism, config round trip."""
+"""The record streams without a server: arithmetic, order, ids, shapes, determinism, config round trip, and the
+emulator's services held to the provider's registry and the tests' service table.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_mdca.emulator import Rate, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.data import HOUR_MS, INF_MS, SnapshotData, TimeSeriesData
+from airflow_provider_mdca.services import SERVICES
+from mdca_emulator import Rate, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig, records, services
+from mdca_emulator.data import HOUR_MS, INF_MS, SnapshotData, TimeSeriesData
 from tests.emulator.support import T0
+from tests.service_table import ALL as ALL_SERVICES
+from tests.service_table import SERVICE_TABLE, SNAPSHOTS, WINDOWED
 
 ALL = [(0, INF_MS)]
 MIN = 60_000
@@ -106,8 +111,45 @@ class TestRate:
         assert rows and all(start + 1_000 <= ts < start + 2 * HOUR_MS for ts, _ in rows)
 
 
+class TestServices:
+    def test_the_emulator_serves_the_registrys_services_each_with_its_record(self):
+        assert services.NAMES == tuple(SERVICES) == ALL_SERVICES
+        assert (services.WINDOWED, services.SNAPSHOTS) == (WINDOWED, SNAPSHOTS)
+        assert set(records.SHAPES) == set(ALL_SERVICES)
+
+    @pytest.mark.parametrize("service", ALL_SERVICES)
+    def test_routes_go_by_the_registrys_endpoint(self, service):
+        parts = SERVICE_TABLE[service].endpoint.strip("/").split("/")
+        assert services.by_path(parts) == service
+
+    def test_a_table_out_of_step_with_the_registry_is_refused(self):
+        complete = dict.fromkeys(ALL_SERVICES, 1)
+        services.check_table(complete, "shapes", complete=True)
+        services.check_table({"alerts": 1}, "extras", complete=False)
+        with pytest.raises(RuntimeError, match=r"missing \['alerts'\]"):
+            services.check_table({k: v for k, v in complete.items() if k != "alerts"}, "shapes", complete=True)
+        with pytest.raises(RuntimeError, match=r"not in the registry \['subnet'\]"):
+            services.check_table({**complete, "subnet": 1}, "shapes", complete=True)
+
+    @pytest.mark.parametrize("service", WINDOWED)
+    def test_a_windowed_record_holds_its_instant_in_the_time_field(self, service):
+        data = TimeSeriesData(service, 2, [Segment(T0, T0 + 1_000, 30, (1, 3))])
+        entries = list(data.entries(ALL))
+        assert len(entries) == 30
+        assert all(data.build(entry)[SERVICE_TABLE[service].time_field] == entry[0] for entry in entries)
+        assert data.filter_field == SERVICE_TABLE[service].filter_field
+
+    def test_windowed_and_snapshot_data_are_told_apart(self):
+        with pytest.raises(ValueError, match="snapshot"):
+            TimeSeriesData(SNAPSHOTS[0], 1, [])
+        with pytest.raises(ValueError, match="windowed"):
+            SnapshotData(WINDOWED[0], 1, 1)
+        with pytest.raises(ValueError, match="unknown service 'subnet'"):
+            SnapshotData("subnet", 1, 1)
+
+
 class TestRecords:
-    @pytest.mark.parametrize("service", ["activities", "alerts", "files"])
+    @pytest.mark.parametrize("service", WINDOWED)
     def test_render_is_json_dumps_of_build(self, service):
         data = TimeSeriesData(service, 11, [Segment(T0, T0 + 10_000, 400, (1, 2))])
         for entry in data.entries(ALL):
@@ -116,7 +158,7 @@ class TestRecords:
         page = data.render_page(list(data.entries(ALL)))
         assert len(json.loads(b"[" + page + b"]")) == 400
 
-    @pytest.mark.parametrize("service", ["entities", "subnet"])
+    @pytest.mark.parametrize("service", SNAPSHOTS)
     def test_snapshot_render_is_json_dumps_of_build(self, service):
         data = SnapshotData(service, 11, 60)
         for index in range(60):
@@ -175,7 +217,7 @@ class TestRecords:
             assert isinstance(record["fileType"], list) and len(record["fileType"]) == 2
         entity = SnapshotData("entities", 1, 1).build(0)
         assert isinstance(entity["type"], int) and entity["lastSeen"].endswith("Z")
-        subnet = SnapshotData("subnet", 1, 1).build(0)
+        subnet = SnapshotData("data_enrichment", 1, 1).build(0)
         assert 1 <= subnet["category"] <= 6 and isinstance(subnet["lastModified"], float)
 
 
@@ -274,8 +316,10 @@ class TestTenantConfig:
         config = TenantConfig(
             "rt",
             seed=3,
-            activities=TimeSeriesConfig(specs, skip_ceiling=None, late_every=7, late_by_ms=9),
-            entities=SnapshotConfig(12, 100),
+            services={
+                "activities": TimeSeriesConfig(specs, skip_ceiling=None, late_every=7, late_by_ms=9),
+                "entities": SnapshotConfig(12, 100),
+            },
             fault_queue=["500", "reset"],
             fault_services=["alerts"],
             retry_after_style="http-date",
@@ -285,6 +329,27 @@ class TestTenantConfig:
         )
         again = TenantConfig.from_dict(json.loads(json.dumps(config.to_dict())))
         assert again == config
+
+    def test_every_registry_service_has_settings_of_its_kind_flat_in_json(self):
+        config = TenantConfig("kinds", services={"data_enrichment": SnapshotConfig(40)})
+        assert list(config.services) == list(ALL_SERVICES)
+        for name in ALL_SERVICES:
+            kind = SnapshotConfig if name in SNAPSHOTS else TimeSeriesConfig
+            assert type(config.service(name)) is kind
+            assert config.to_dict()[name] == config.service(name).to_dict()
+        assert config.snapshot("data_enrichment").count == 40 and "services" not in config.to_dict()
+        changed = config.with_changes({"alerts": {"late_every": 3}, "data_enrichment": {"skip_ceiling": 10}})
+        assert changed.series("alerts").late_every == 3
+        assert changed.snapshot("data_enrichment") == SnapshotConfig(40, 10)  # merged into the current settings
+
+    @pytest.mark.parametrize(
+        "services_given",
+        [{"subnet": SnapshotConfig(1)}, {"alerts": SnapshotConfig(1)}, {"entities": TimeSeriesConfig()}],
+        ids=["not-in-the-registry", "snapshot-for-windowed", "series-for-snapshot"],
+    )
+    def test_service_settings_are_checked_against_the_registry(self, services_given):
+        with pytest.raises(ValueError, match=r"unknown service|takes a"):
+            TenantConfig("bad", services=services_given)
 
     def test_credentials_are_derived_when_empty(self):
         config = TenantConfig("abc")
@@ -302,6 +367,8 @@ class TestTenantConfig:
             {"colour": "blue"},
             {"activities": {"skip_ceiling": True}},
             {"data_enrichment": {"count": -1}},
+            {"subnet": {"count": 1}},
+            {"fault_services": ["subnet"]},
         ],
         ids=lambda changes: next(iter(changes)),
     )

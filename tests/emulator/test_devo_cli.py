@@ -31,7 +31,7 @@ def _send_over_relay(devo: dict[str, Any], payload: bytes) -> None:
 
 def test_starts_both_emulators_describes_devo_and_exits_0_on_sigterm(tmp_path):
     state = tmp_path / "state"
-    command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(state)]
+    command = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(state)]
     tag = unique_tag("cli")
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
@@ -58,7 +58,7 @@ def test_starts_both_emulators_describes_devo_and_exits_0_on_sigterm(tmp_path):
 
 
 def test_no_devo_leaves_the_devo_emulator_and_its_key_out(tmp_path):
-    command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(tmp_path), "--no-devo"]
+    command = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(tmp_path), "--no-devo"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
             info = json.loads(proc.stdout.readline())
@@ -70,6 +70,6 @@ def test_no_devo_leaves_the_devo_emulator_and_its_key_out(tmp_path):
 
 
 def test_refuses_a_devo_domain_with_a_slash(tmp_path):
-    command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(tmp_path)]
+    command = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(tmp_path)]
     result = subprocess.run([*command, "--devo-domain", "a/b"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "--devo-domain" in result.stderr

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from airflow_provider_mdca.emulator import DEVO_HTTP_FAULTS, DevoEmulator
-from airflow_provider_mdca.emulator.devo_http import MAX_BODY_BYTES
+from mdca_emulator import DEVO_HTTP_FAULTS, DevoEmulator
+from mdca_emulator.devo_http import MAX_BODY_BYTES
 from tests.emulator.devo_support import (
     client_context,
     event,
@@ -85,7 +85,7 @@ class TestIngestion:
 
 class TestRefusals:
     def test_a_wrong_or_missing_token_is_401_and_never_echoed(self, devo, session, caplog):
-        caplog.set_level(logging.DEBUG, logger="airflow_provider_mdca.emulator")
+        caplog.set_level(logging.DEBUG, logger="mdca_emulator")
         tag = unique_tag("auth")
         wrong = "wrong-token-0123456789"
         urls = [
@@ -100,7 +100,7 @@ class TestRefusals:
             assert response.json() == {"error": "invalid token", "status": 401}
             assert devo.token not in response.text and wrong not in response.text
         assert devo.store.count(tag) == 0
-        ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("airflow_provider_mdca"))
+        ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("mdca_emulator"))
         assert "token!***" in ours  # the requests were logged ...
         assert devo.token not in ours and wrong not in ours  # ... without their tokens
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
-from airflow_provider_mdca.emulator import CertificateAuthority, DevoEmulator, devo_http, devo_relay, devo_store
-from airflow_provider_mdca.emulator import devo as devo_module
+from mdca_emulator import CertificateAuthority, DevoEmulator, devo_http, devo_relay, devo_store
+from mdca_emulator import devo as devo_module
 from tests.emulator.devo_support import (
     client_context,
     delta,

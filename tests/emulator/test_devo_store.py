@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from airflow_provider_mdca.emulator import CertificateAuthority, DevoEmulator, DevoFaults, DevoStore
-from airflow_provider_mdca.emulator.devo import derive_token
-from airflow_provider_mdca.emulator.devo_relay import parse_line
+from mdca_emulator import CertificateAuthority, DevoEmulator, DevoFaults, DevoStore
+from mdca_emulator.devo import derive_token
+from mdca_emulator.devo_relay import parse_line
 
 
 class TestStore:

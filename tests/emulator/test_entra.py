@@ -9,7 +9,7 @@ from urllib.parse import quote
 import msal
 import pytest
 
-from airflow_provider_mdca.emulator import MDCA_SCOPE
+from mdca_emulator import MDCA_SCOPE
 from tests.emulator.support import T0
 
 

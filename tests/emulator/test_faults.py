@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from airflow_provider_mdca.emulator import Segment, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.state import TenantState
+from mdca_emulator import Segment, TenantConfig, TimeSeriesConfig
+from mdca_emulator.state import TenantState
 from tests.emulator.support import T0
 
 
@@ -45,7 +45,7 @@ class TestThrottle:
 
     def test_sliding_window_and_throttled_requests_take_no_slot(self, monkeypatch):
         clock = [1_000.0]
-        monkeypatch.setattr("airflow_provider_mdca.emulator.state.time.monotonic", lambda: clock[0])
+        monkeypatch.setattr("mdca_emulator.state.time.monotonic", lambda: clock[0])
         state = TenantState(TenantConfig("window", requests_per_minute=2))
         assert [state.admit(), state.admit()] == [None, None]
         clock[0] += 30
@@ -103,7 +103,7 @@ class TestFaultQueue:
     def test_error_rate_is_seeded(self, make_tenant):
         def statuses(seed: int) -> list[int]:
             tenant = make_tenant(seed=seed, error_rate=0.5)
-            return [tenant.post("subnet").status_code for _ in range(20)]
+            return [tenant.post("data_enrichment").status_code for _ in range(20)]
 
         first = statuses(42)
         assert set(first) <= {200, 500, 503} and 3 <= first.count(200) <= 17

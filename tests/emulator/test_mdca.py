@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig, mdca
+from mdca_emulator import Segment, TimeSeriesConfig, mdca
 from tests.emulator.support import T0, new_session
+from tests.service_table import ALL, SERVICE_TABLE, SNAPSHOTS
 
 
 def one_per_ms(count: int, start: int = T0) -> TimeSeriesConfig:
@@ -44,7 +45,7 @@ class TestAuth:
         assert bearer.json() == {"detail": "Insufficient role based permissions", "error": True}
         assert len(tenant.ok("files", auth="token")["data"]) == 3
 
-    @pytest.mark.parametrize("service", ["activities", "alerts", "entities", "subnet"])
+    @pytest.mark.parametrize("service", [name for name in ALL if SERVICE_TABLE[name].auth == "entra"])
     def test_other_services_take_both(self, make_tenant, service):
         tenant = make_tenant()
         assert tenant.post(service, auth="bearer").status_code == 200
@@ -185,13 +186,14 @@ class TestPaging:
             f"{tenant.emu.mdca_url(tenant.id)}cas/api/v1/alerts/", json={}, headers=tenant.headers()
         )
         assert len(cas.json()["data"]) == 2
-        unknown = tenant.session.post(f"{tenant.emu.mdca_url(tenant.id)}api/v1/policies/", json={})
+        unknown = tenant.session.post(f"{tenant.emu.mdca_url(tenant.id)}api/v1/no_such_service/", json={})
         assert unknown.status_code == 404
 
 
 class TestSnapshots:
-    @pytest.mark.parametrize(("service", "count"), [("entities", 250), ("subnet", 40)])
-    def test_pages_cover_the_snapshot_once(self, make_tenant, service, count):
+    @pytest.mark.parametrize("service", SNAPSHOTS)
+    def test_pages_cover_the_snapshot_once(self, make_tenant, service):
+        count = 250  # three pages
         tenant = make_tenant(**{service: {"count": count}})
         ids, skip = [], 0
         while True:
@@ -211,7 +213,7 @@ class TestSnapshots:
         assert len(tenant.ok("entities", {"filters": {}})["data"]) == 5
 
     def test_subnet_names_sort_like_ids(self, make_tenant):
-        tenant = make_tenant(subnet={"count": 30})
-        by_name = tenant.ok("subnet", {"sortField": "name"})["data"]
+        tenant = make_tenant(data_enrichment={"count": 30})
+        by_name = tenant.ok("data_enrichment", {"sortField": "name"})["data"]
         assert [r["name"] for r in by_name] == sorted(r["name"] for r in by_name)
-        assert by_name == tenant.ok("subnet", {})["data"]
+        assert by_name == tenant.ok("data_enrichment", {})["data"]

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig
+from mdca_emulator import Segment, TimeSeriesConfig
 from tests.emulator.support import T0, new_session
 
 CLUSTERS = (1, 1, 4, 1, 7)

@@ -16,8 +16,9 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from airflow_provider_mdca.emulator import CertificateAuthority
+from mdca_emulator import CertificateAuthority
 from tests.emulator.support import T0
+from tests.service_table import ALL, SERVICE_TABLE
 
 
 class TestTls:
@@ -95,7 +96,7 @@ class TestCommandLine:
         }
         (tmp_path / "tenants.json").write_text(json.dumps([config]))
         state = tmp_path / "state"
-        command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--port", "0", "--seed", "3"]
+        command = [sys.executable, "-m", "mdca_emulator", "--port", "0", "--seed", "3"]
         command += ["--state-dir", str(state), "--config", str(tmp_path / "tenants.json")]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
             try:
@@ -130,7 +131,7 @@ class TestCommandLine:
         assert proc.returncode == 0, stderr
 
     def test_default_demo_tenant(self, tmp_path):
-        command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(tmp_path)]
+        command = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(tmp_path)]
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
             try:
                 info = json.loads(proc.stdout.readline())
@@ -140,8 +141,8 @@ class TestCommandLine:
                     client.trust_env = False
                     client.verify = info["ca_bundle"]
                     headers = {"Authorization": f"Token {tenant['files_access_token']}"}
-                    for service in ("activities", "alerts", "files", "entities", "subnet"):
-                        url = f"{tenant['mdca_url']}api/v1/{service}/"
+                    for service in ALL:
+                        url = f"{tenant['mdca_url']}{SERVICE_TABLE[service].endpoint}"
                         page = client.post(url, json={}, headers=headers).json()
                         assert page["data"], service
                     config = client.get(f"{info['admin_url']}tenants/tenant-demo").json()
@@ -156,7 +157,7 @@ class TestCommandLine:
             [
                 sys.executable,
                 "-m",
-                "airflow_provider_mdca.emulator",
+                "mdca_emulator",
                 "--host",
                 "0.0.0.0",
                 "--state-dir",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_mdca.emulator import EmulatorServer, Rate, Segment, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.data import HOUR_MS
+from mdca_emulator import EmulatorServer, Rate, Segment, TenantConfig, TimeSeriesConfig
+from mdca_emulator.data import HOUR_MS
 from tests.emulator.support import T0, new_session
+from tests.service_table import ALL, SERVICE_TABLE, SNAPSHOTS, WINDOWED
 
 MINUTE = 60_000
 
@@ -67,7 +68,7 @@ class TestTruthAndAdmin:
         body = {"alerts": alerts.to_dict(), "entities": {"count": 3}, "requests_per_minute": None}
         created = session.put(f"{admin}tenants/admin-rt", json=body)
         assert created.status_code == 201
-        assert TenantConfig.from_dict(created.json()).alerts.late_every == 4
+        assert TenantConfig.from_dict(created.json()).series("alerts").late_every == 4
         assert "admin-rt" in session.get(f"{admin}tenants").json()["tenants"]
         assert session.get(f"{admin}tenants/admin-rt").json() == created.json()
 
@@ -101,19 +102,18 @@ class TestTruthAndAdmin:
 
 
 class TestDeterminism:
-    @pytest.mark.parametrize("service", ["activities", "alerts", "files", "entities", "subnet"])
+    @pytest.mark.parametrize("service", ALL)
     def test_two_servers_same_seed_same_bytes(self, tmp_path, service):
         def config(seed: int) -> TenantConfig:
             series = TimeSeriesConfig([Segment(T0, T0 + 5_000, 250, (1, 3)), Rate(40)])
-            return TenantConfig(
-                "same", seed=seed, requests_per_minute=None, activities=series, alerts=series, files=series
-            ).with_changes({"entities": {"count": 70}, "subnet": {"count": 70}})
+            data = {**dict.fromkeys(WINDOWED, series), **{name: {"count": 70} for name in SNAPSHOTS}}
+            return TenantConfig("same", seed=seed, requests_per_minute=None).with_changes(data)
 
         def fetch(state_dir, seed: int) -> bytes:
             with EmulatorServer(state_dir, tenants=[config(seed)]) as server, new_session(server) as client:
                 token = config(seed).files_access_token
-                body = {"filters": {}} if service in ("entities", "subnet") else {}
-                url = f"{server.mdca_url('same')}api/v1/{service}/"
+                body = {"filters": {}} if service in SNAPSHOTS else {}
+                url = f"{server.mdca_url('same')}{SERVICE_TABLE[service].endpoint}"
                 response = client.post(url, json=body, headers={"Authorization": f"Token {token}"})
                 assert response.status_code == 200
                 return response.content

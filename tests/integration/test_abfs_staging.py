@@ -29,11 +29,11 @@ from urllib.parse import quote
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from airflow_provider_mdca.emulator import DevoEmulator, Segment, TenantConfig, TimeSeriesConfig
-from airflow_provider_mdca.emulator.server import EmulatorServer
 from airflow_provider_mdca.operators._staging import staging_base, staging_path
 from airflow_provider_mdca.pipeline import fetch_to_stage
 from airflow_provider_mdca.staging import DELIVERED_NAME, format_timestamp, window_dir
+from mdca_emulator import DevoEmulator, Segment, TenantConfig, TimeSeriesConfig
+from mdca_emulator.server import EmulatorServer
 from tests.integration.conftest import ACCOUNT_KEY, ROOT, Azurite
 
 pytestmark = pytest.mark.xdist_group("azurite")  # one Azurite, and the processes' imports, on one worker

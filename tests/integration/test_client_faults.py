@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_mdca.client import MdcaClient
-from airflow_provider_mdca.emulator import Segment, TimeSeriesConfig
 from airflow_provider_mdca.errors import PullError, SetupError
+from mdca_emulator import Segment, TimeSeriesConfig
 from tests.conftest import client_config
 
 from .test_client_windows import END, END_MS, START, START_MS, assert_exactly, fetch_ids

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_provider_mdca.emulator import Segment, SnapshotConfig, TimeSeriesConfig
+from mdca_emulator import Segment, SnapshotConfig, TimeSeriesConfig
+from tests.service_table import SERVICE_TABLE, SNAPSHOTS, WINDOWED
 
 START = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 END = START + timedelta(minutes=30)
@@ -21,7 +22,6 @@ START_MS = int(START.timestamp() * 1000)
 END_MS = int(END.timestamp() * 1000)
 CLUSTERS = (1, 3, 1, 7, 2, 1, 13, 5)
 SIZES = [0, 1, 100, 101, 5_000, 12_345]
-WINDOWED = ["activities", "alerts", "files"]
 
 
 def windowed_data(count: int) -> TimeSeriesConfig:
@@ -65,7 +65,7 @@ def assert_exactly(got: list[str], truth: list[str]) -> None:
 def test_windowed_service_returns_exactly_the_window(emulator, make_tenant, make_client, service, count):
     tenant = make_tenant(**{service: windowed_data(count)})
     client = make_client(tenant)
-    got = fetch_ids(client, service, page_size=500 if service == "activities" else None)
+    got = fetch_ids(client, service, page_size=500 if SERVICE_TABLE[service].paging == "scan" else None)
     truth = emulator.truth(tenant.tenant_id, service, START_MS, END_MS)
     assert len(truth) == count
     assert_exactly(got, truth)
@@ -74,9 +74,9 @@ def test_windowed_service_returns_exactly_the_window(emulator, make_tenant, make
 
 
 @pytest.mark.parametrize("count", SIZES, ids=lambda n: f"{n}-records")
-@pytest.mark.parametrize(("service", "config_key"), [("entities", "entities"), ("data_enrichment", "subnet")])
-def test_snapshot_service_returns_the_whole_collection(emulator, make_tenant, make_client, service, config_key, count):
-    tenant = make_tenant(**{config_key: SnapshotConfig(count=count)})
+@pytest.mark.parametrize("service", SNAPSHOTS)
+def test_snapshot_service_returns_the_whole_collection(emulator, make_tenant, make_client, service, count):
+    tenant = make_tenant(**{service: SnapshotConfig(count=count)})
     client = make_client(tenant)
     got = fetch_ids(client, service)
     assert_exactly(got, emulator.truth(tenant.tenant_id, service, 0, 1))

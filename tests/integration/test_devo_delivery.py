@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_mdca.emulator import CertificateAuthority
-from airflow_provider_mdca.emulator.devo import DevoEmulator
 from airflow_provider_mdca.errors import DeliveryError, InitVariablesError
 from airflow_provider_mdca.hooks.devo import DevoHook
+from mdca_emulator import CertificateAuthority
+from mdca_emulator.devo import DevoEmulator
 
 _numbers = itertools.count()
 

@@ -1,4 +1,6 @@
-"""A real Airflow, run as child processes on one machine, for the demo and the end-to-end tests.
+"""A real Airflow, run as child processes on one machine, for the demo (``scripts/demo.py``) and the end-to-end tests.
+
+Harness, not provider: it lives with the tests and never ships in the provider's wheel.
 
 :class:`AirflowStack` owns one fresh ``AIRFLOW_HOME`` (SQLite in it, or the metadata database it is given, e.g.
 PostgreSQL as production runs it) and drives the ``airflow`` command of the running interpreter's environment:

@@ -1,4 +1,4 @@
-"""``mdca-emulator`` / ``python -m airflow_provider_mdca.emulator``: run the emulator until SIGTERM or SIGINT.
+"""``mdca-emulator`` / ``python -m mdca_emulator``: run the emulator until SIGTERM or SIGINT.
 
 On start it writes ``<state-dir>/emulator.json`` (mode 0600: it holds the tenants' credentials) and prints the
 same JSON as one line on stdout, so a parent process can read one line and connect::
@@ -27,10 +27,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from airflow_provider_mdca.emulator.demo import demo_tenant
-from airflow_provider_mdca.emulator.devo import DEFAULT_DOMAIN, DevoEmulator
-from airflow_provider_mdca.emulator.server import LOOPBACK, EmulatorServer
-from airflow_provider_mdca.emulator.state import TenantConfig
+from mdca_emulator.demo import demo_tenant
+from mdca_emulator.devo import DEFAULT_DOMAIN, DevoEmulator
+from mdca_emulator.server import LOOPBACK, EmulatorServer
+from mdca_emulator.state import TenantConfig
 
 __all__ = ["main"]
 

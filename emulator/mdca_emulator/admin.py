@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from airflow_provider_mdca.emulator.data import canonical_service
-from airflow_provider_mdca.emulator.reply import Reply, bad_request_as, json_body, json_reply
-from airflow_provider_mdca.emulator.state import TenantConfig, TenantRegistry, TenantState
+from mdca_emulator import services
+from mdca_emulator.reply import Reply, bad_request_as, json_body, json_reply
+from mdca_emulator.state import TenantConfig, TenantRegistry, TenantState
 
 __all__ = ["handle"]
 
@@ -101,7 +101,7 @@ def _tenant(registry: TenantRegistry, method: str, tenant_id: str, body: bytes) 
 
 
 def _truth(state: TenantState, query: Mapping[str, str]) -> Reply:
-    service = canonical_service(query.get("service", ""))
+    service = services.get(query.get("service", "")).name
     try:
         start, end = int(query.get("start", "0")), int(query.get("end", "0"))
     except ValueError:

@@ -22,23 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_mdca.emulator.data import (
-    SERVICES,
-    SNAPSHOT_SERVICES,
-    TIME_SERVICES,
-    Rate,
-    Segment,
-    SnapshotData,
-    TimeSeriesData,
-    canonical_service,
-    spec_from_dict,
-)
+from mdca_emulator import services
+from mdca_emulator.data import Rate, Segment, SnapshotData, TimeSeriesData, spec_from_dict
 
 __all__ = [
     "FAULT_NAMES",
     "RETRY_AFTER_STYLES",
     "TOKEN_FAULTS",
     "Clock",
+    "ServiceConfig",
     "SnapshotConfig",
     "TenantConfig",
     "TenantRegistry",
@@ -86,7 +78,7 @@ def _reject_unknown(kind: str, raw: Mapping[str, Any], known: set[str]) -> None:
 
 @dataclass
 class TimeSeriesConfig:
-    """A time-based service (activities, alerts, files): its data and paging limits.
+    """The settings of a windowed service (the registry's ``windowed``): its data and paging limits.
 
     ``late_every``/``late_by_ms``: every Nth record of each segment (or hour) becomes visible only
     ``late_by_ms`` after its timestamp, as when MDCA ingests late.
@@ -129,7 +121,7 @@ class TimeSeriesConfig:
 
 @dataclass
 class SnapshotConfig:
-    """A snapshot service (entities, subnet): `count` records, no time window."""
+    """The settings of a snapshot service (read whole, no time window): `count` records."""
 
     count: int = 0
     skip_ceiling: int | None = None
@@ -153,6 +145,24 @@ class SnapshotConfig:
         )
 
 
+ServiceConfig = TimeSeriesConfig | SnapshotConfig
+
+
+def _config_type(name: str) -> type[TimeSeriesConfig] | type[SnapshotConfig]:
+    """The settings a service takes, from the registry: a windowed service's data is a time series."""
+    return TimeSeriesConfig if services.get(name).windowed else SnapshotConfig
+
+
+def _service_config(name: str, value: Any, current: ServiceConfig | None = None) -> ServiceConfig:
+    """One service's settings from a settings object or its JSON form (merged into `current`, when given)."""
+    kind = _config_type(name)
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return kind.from_dict({**(current.to_dict() if current is not None else {}), **value})
+    raise ValueError(f"{name} takes a {kind.__name__} or its JSON object, got {value!r}")
+
+
 def _derived(tenant_id: str, purpose: str) -> str:
     return hashlib.sha256(f"mdca-emulator:{purpose}:{tenant_id}".encode()).hexdigest()
 
@@ -162,6 +172,14 @@ class TenantConfig:
     """Everything one emulated tenant is: identity, credentials, data and every fault knob.
 
     Empty credentials are derived deterministically from `tenant_id`, so a config written by hand needs none.
+
+    `services` holds the settings of every service of the registry (``airflow_provider_mdca.services``), by name: a
+    :class:`TimeSeriesConfig` for a windowed service, a :class:`SnapshotConfig` for a snapshot. Services left out get
+    empty settings (no records). In the JSON form (:meth:`to_dict`, :meth:`from_dict`, :meth:`with_changes`, the
+    admin API, ``--config``) each service is a key of its own beside the other knobs::
+
+        TenantConfig("t1", services={"alerts": TimeSeriesConfig([Rate(60)]), "data_enrichment": SnapshotConfig(40)})
+        TenantConfig.from_dict({"tenant_id": "t1", "alerts": {"segments": [...]}, "data_enrichment": {"count": 40}})
     """
 
     tenant_id: str
@@ -169,11 +187,7 @@ class TenantConfig:
     client_id: str = ""
     client_secret: str = ""
     files_access_token: str = ""
-    activities: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
-    alerts: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
-    files: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
-    entities: SnapshotConfig = field(default_factory=SnapshotConfig)
-    subnet: SnapshotConfig = field(default_factory=SnapshotConfig)
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
     # Entra ID
     token_lifetime_seconds: int = 3599
     token_fault: int | None = None
@@ -195,10 +209,31 @@ class TenantConfig:
             self.client_secret = "emu~" + _derived(self.tenant_id, "secret")[:36]
         if not self.files_access_token:
             self.files_access_token = _derived(self.tenant_id, "files-token")[:48]
+        given = dict(self.services)
+        for name in given:
+            services.get(name)  # ValueError for a name the registry does not know
+        self.services = {
+            name: _service_config(name, given[name]) if name in given else _config_type(name)()
+            for name in services.NAMES
+        }
 
-    def service(self, name: str) -> TimeSeriesConfig | SnapshotConfig:
-        """The configuration of service `name` (aliases such as ``data_enrichment`` accepted)."""
-        config: TimeSeriesConfig | SnapshotConfig = getattr(self, canonical_service(name))
+    def service(self, name: str) -> ServiceConfig:
+        """The settings of service `name` (ValueError when the registry has no such service)."""
+        services.get(name)
+        return self.services[name]
+
+    def series(self, name: str) -> TimeSeriesConfig:
+        """The settings of the windowed service `name`."""
+        config = self.service(name)
+        if not isinstance(config, TimeSeriesConfig):
+            raise ValueError(f"{name} is a snapshot, not a windowed service")
+        return config
+
+    def snapshot(self, name: str) -> SnapshotConfig:
+        """The settings of the snapshot service `name`."""
+        config = self.service(name)
+        if not isinstance(config, SnapshotConfig):
+            raise ValueError(f"{name} is a windowed service, not a snapshot")
         return config
 
     def validate(self) -> None:
@@ -206,8 +241,11 @@ class TenantConfig:
         if not _TENANT_ID.match(self.tenant_id) or self.tenant_id in _RESERVED_IDS:
             raise ValueError(f"tenant_id {self.tenant_id!r} is not a valid path segment")
         _int("seed", self.seed)
-        for name in SERVICES:
-            self.service(name).validate()
+        for name in services.NAMES:
+            config = self.service(name)
+            if not isinstance(config, _config_type(name)):
+                raise ValueError(f"{name} takes a {_config_type(name).__name__}, got {config!r}")
+            config.validate()
         _int("token_lifetime_seconds", self.token_lifetime_seconds, 1)
         if self.token_fault not in TOKEN_FAULTS:
             raise ValueError(f"token_fault must be one of {TOKEN_FAULTS}, got {self.token_fault!r}")
@@ -221,20 +259,21 @@ class TenantConfig:
             raise ValueError("error_rate must be within 0..1")
         if self.fault_services is not None:
             for name in self.fault_services:
-                canonical_service(name)
+                services.get(name)
         _opt_int("revoke_tokens_after", self.revoke_tokens_after, 1)
         if not isinstance(self.scan_omit_next_query_filters, bool):
             _int("scan_omit_next_query_filters", self.scan_omit_next_query_filters, 0)
         _opt_int("now_ms", self.now_ms, 0)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form; :meth:`from_dict` gives back an equal config."""
+        """JSON form, every service a key of its own; :meth:`from_dict` gives back an equal config."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
-            if isinstance(value, list):
-                out[f.name] = list(value)
+            if f.name == "services":
+                out.update({name: config.to_dict() for name, config in value.items()})
+            else:
+                out[f.name] = list(value) if isinstance(value, list) else value
         return out
 
     @classmethod
@@ -247,38 +286,31 @@ class TenantConfig:
         return config
 
     def with_changes(self, changes: Mapping[str, Any]) -> TenantConfig:
-        """A validated copy with JSON-style `changes` (a service's dict merges into its current settings)."""
-        known = {f.name for f in dataclasses.fields(self)} - {"tenant_id"}
+        """A validated copy with JSON-style `changes`, keyed as :meth:`to_dict` keys them.
+
+        A service's value is its settings object, or a JSON object merged into its current settings.
+        """
+        knobs = {f.name for f in dataclasses.fields(self)} - {"tenant_id", "services"}
         values: dict[str, Any] = {}
+        settings = dict(self.services)
         for key, value in changes.items():
-            name = _service_key(key)
-            if name not in known:
+            if key in services.SERVICES:
+                settings[key] = _service_config(key, value, settings[key])
+            elif key in knobs:
+                values[key] = _coerce(key, value)
+            else:
                 raise ValueError(f"unknown tenant field {key!r}")
-            values[name] = _coerce(self, name, value)
-        config = dataclasses.replace(self, **values)
+        config = dataclasses.replace(self, services=settings, **values)
         config.validate()
         return config
 
 
-def _service_key(key: str) -> str:
-    try:
-        return canonical_service(key)
-    except ValueError:
-        return key
-
-
-def _coerce(config: TenantConfig, name: str, value: Any) -> Any:
-    """Turn one JSON value into the field's Python type (services merge into their current settings)."""
-    if name in TIME_SERVICES and isinstance(value, Mapping):
-        current = config.service(name).to_dict()
-        return TimeSeriesConfig.from_dict({**current, **value})
-    if name in SNAPSHOT_SERVICES and isinstance(value, Mapping):
-        current = config.service(name).to_dict()
-        return SnapshotConfig.from_dict({**current, **value})
+def _coerce(name: str, value: Any) -> Any:
+    """Turn one JSON value into the knob's Python type."""
     if name == "fault_queue":
         return [str(item) for item in value]
     if name == "fault_services" and value is not None:
-        return [canonical_service(str(item)) for item in value]
+        return [str(item) for item in value]
     if name == "error_rate":
         return float(value)
     if name == "token_fault" and value is not None:
@@ -311,8 +343,8 @@ class _Token:
 class Stats:
     """Counters of one tenant (MDCA requests by service and status class, faults, throttling, tokens)."""
 
-    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 0))
-    records_served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICES, 0))
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(services.NAMES, 0))
+    records_served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(services.NAMES, 0))
     status: dict[str, int] = field(default_factory=lambda: {"2xx": 0, "4xx": 0, "5xx": 0})
     throttled: int = 0
     faults_injected: int = 0
@@ -334,17 +366,16 @@ ServiceData = TimeSeriesData | SnapshotData
 
 def _build_data(config: TenantConfig) -> dict[str, ServiceData]:
     data: dict[str, ServiceData] = {}
-    for name in TIME_SERVICES:
-        series: TimeSeriesConfig = getattr(config, name)
-        data[name] = TimeSeriesData(name, config.seed, series.segments, series.late_every, series.late_by_ms)
-    for name in SNAPSHOT_SERVICES:
-        snapshot: SnapshotConfig = getattr(config, name)
-        data[name] = SnapshotData(name, config.seed, snapshot.count)
+    for name, settings in config.services.items():
+        if isinstance(settings, TimeSeriesConfig):
+            data[name] = TimeSeriesData(name, config.seed, settings.segments, settings.late_every, settings.late_by_ms)
+        else:
+            data[name] = SnapshotData(name, config.seed, settings.count)
     return data
 
 
-# Fields whose change rebuilds the data streams (others are read per request).
-_DATA_FIELDS = frozenset({"seed", *SERVICES})
+# Keys whose change rebuilds the data streams (others are read per request).
+_DATA_FIELDS = frozenset({"seed", *services.NAMES})
 
 
 class TenantState:
@@ -398,7 +429,7 @@ class TenantState:
         """Apply JSON-style `changes` atomically; ValueError (and no change) when one is invalid."""
         with self._lock:
             config = self.config.with_changes(changes)
-            touched = {_service_key(key) for key in changes}
+            touched = set(changes)
             if touched & _DATA_FIELDS:
                 self._data = _build_data(config)
             if "seed" in touched:
@@ -426,7 +457,8 @@ class TenantState:
 
     def data(self, service: str) -> ServiceData:
         """The record streams of `service` as of now."""
-        return self._data[canonical_service(service)]
+        services.get(service)
+        return self._data[service]
 
     def truth(self, service: str, start_ms: int, end_ms: int, visible_only: bool = False) -> list[str]:
         """Sorted ``_id``s of the records with a window timestamp in ``[start_ms, end_ms)``.

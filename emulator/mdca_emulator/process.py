@@ -23,7 +23,7 @@ __all__ = ["EmulatorProcess"]
 
 
 class EmulatorProcess:
-    """``python -m airflow_provider_mdca.emulator`` in a child process; stopped (never left behind) on exit.
+    """``python -m mdca_emulator`` in a child process; stopped (never left behind) on exit.
 
     :param state_dir: where the CA and ``emulator.json`` go (a temporary directory when None).
     :param tenants: tenant configs as JSON-ready dicts (``TenantConfig.to_dict()``); None: the demo tenant.
@@ -38,7 +38,7 @@ class EmulatorProcess:
 
     def start(self) -> EmulatorProcess:
         """Start the child and wait for its one-line JSON description."""
-        cmd = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(self.state_dir)]
+        cmd = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(self.state_dir)]
         if self._tenants is not None:
             config = self.state_dir / "tenants.json"
             config.write_text(json.dumps(self._tenants), encoding="utf-8")

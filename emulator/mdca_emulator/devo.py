@@ -18,12 +18,12 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mdca.emulator._serving import Lifecycle
-from airflow_provider_mdca.emulator.devo_faults import DevoFaults
-from airflow_provider_mdca.emulator.devo_http import DevoHttpEndpoint
-from airflow_provider_mdca.emulator.devo_relay import DevoRelay
-from airflow_provider_mdca.emulator.devo_store import DevoStore
-from airflow_provider_mdca.emulator.tls import CertificateAuthority
+from mdca_emulator._serving import Lifecycle
+from mdca_emulator.devo_faults import DevoFaults
+from mdca_emulator.devo_http import DevoHttpEndpoint
+from mdca_emulator.devo_relay import DevoRelay
+from mdca_emulator.devo_store import DevoStore
+from mdca_emulator.tls import CertificateAuthority
 
 __all__ = ["CLIENT_COMMON_NAME", "DEFAULT_DOMAIN", "DevoEmulator", "derive_token"]
 

@@ -6,13 +6,20 @@ computed and cuts it in half on the wire.
 
 Choices where MDCA's behaviour is unknown or undocumented (the client must survive either way):
 
-* Filters: only the service's window field (``date``; files ``modifiedDate``) with ``gte``, ``gt``, ``lte``,
-  ``lt``, ``eq`` (a value or a list) and ``range`` (a list of inclusive ``{"start", "end"}``); anything else
-  is a 400. Entities and subnet accept no filter at all (an empty ``filters`` object is fine).
-* ``isScan`` is honoured by activities only and ignored elsewhere; a scan takes no ``skip`` (other than 0) and
-  no ``desc`` order.
-* Sort fields: the window field (or the record's time field) for time-based services; ``_id`` for snapshots,
-  plus ``name`` for subnet (names sort like ``_id``).
+Every per-service fact comes from the provider's registry (``services.py``): the window's filter and record
+fields, the paging (scan or skip/limit, snapshots), the credential. What MDCA answers differently for a few services
+beyond that is in the tables below (``_EXTRA_SORT_FIELDS``, ``_EXTRA_META``), keyed by the registry's names.
+
+* Filters: only the service's window field (the registry's ``filter_field``: ``date``; files ``modifiedDate``) with
+  ``gte``, ``gt``, ``lte``, ``lt``, ``eq`` (a value or a list) and ``range`` (a list of inclusive
+  ``{"start", "end"}``); anything else is a 400. Snapshots accept no filter at all (an empty ``filters`` object is
+  fine).
+* ``isScan`` is honoured by the scan-paged service (activities) only and ignored elsewhere; a scan takes no ``skip``
+  (other than 0) and no ``desc`` order.
+* Sort fields: the window field (or the record's time field) for windowed services; ``_id`` for snapshots, plus
+  ``name`` for data enrichment's subnet groups (names sort like ``_id``).
+* A Bearer token (Entra ID) is refused with 403 where the registry says the service takes the portal's legacy token
+  (files); the legacy token is accepted everywhere.
 * ``total`` counts records with a timestamp up to the tenant clock, including late ones not yet visible — an
   estimate, as MDCA's is.
 * In scan mode, when nothing needs dropping because the page is one timestamp, ``nextQueryFilters`` starts at
@@ -33,16 +40,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mdca.emulator.data import (
-    FILTER_FIELD,
-    INF_MS,
-    RECORD_TIME_FIELD,
-    Entry,
-    SnapshotData,
-    TimeSeriesData,
-)
-from airflow_provider_mdca.emulator.reply import Prepared, Reply, dumps, json_reply, text_reply
-from airflow_provider_mdca.emulator.state import TenantConfig, TenantState
+from mdca_emulator import services
+from mdca_emulator.data import INF_MS, Entry, SnapshotData, TimeSeriesData
+from mdca_emulator.reply import Prepared, Reply, dumps, json_reply, text_reply
+from mdca_emulator.state import TenantConfig, TenantState
 
 __all__ = ["ApiRequest", "BadRequest", "handle", "parse_window"]
 
@@ -50,6 +51,16 @@ PAGE_MAX = 100
 SCAN_MIN, SCAN_MAX, SCAN_DEFAULT = 500, 5000, 500
 _NOT_VALID = "CONSOLE_FORMS_NOT_VALID_VALUE"
 Intervals = list[tuple[int, int]]
+
+#: Sort fields a service takes beyond its window's fields (windowed) or ``_id`` (snapshots).
+_EXTRA_SORT_FIELDS: dict[str, frozenset[str]] = {"data_enrichment": frozenset({"name"})}
+#: What MDCA's page of a service carries beyond ``hasNext`` and ``total``, given the page's limit.
+_EXTRA_META: dict[str, Callable[[int], dict[str, Any]]] = {
+    "alerts": lambda limit: {"max": limit, "moreThanTotal": False},
+    "entities": lambda limit: {"max": limit},
+}
+services.check_table(_EXTRA_SORT_FIELDS, "extra sort fields", complete=False)
+services.check_table(_EXTRA_META, "extra page fields", complete=False)
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,7 @@ def _authenticate(state: TenantState, config: TenantConfig, service: str, header
     if scheme == "bearer" and credential:
         if state.token_status(credential) != "valid":
             return _unauthorized()
-        if service == "files":  # no Entra app permission covers files: only the legacy token does
+        if services.get(service).auth is services.AuthKind.LEGACY_TOKEN:  # no Entra app permission covers it
             return json_reply(403, {"detail": "Insufficient role based permissions", "error": True})
         return None
     if (
@@ -323,8 +334,7 @@ def _list(state: TenantState, config: TenantConfig, service: str, fields: dict[s
     data = state.data(service)
     if isinstance(data, SnapshotData):
         return _snapshot_page(data, service, config.service(service).skip_ceiling, fields)
-    window = FILTER_FIELD[service]
-    intervals = parse_window(window, fields.get("filters"))
+    intervals = parse_window(data.filter_field, fields.get("filters"))
     return _time_series_page(state, config, data, fields, intervals, state.take_omit_next_filters)
 
 
@@ -353,13 +363,14 @@ def _time_series_page(
     intervals: Intervals,
     omit_next: Callable[[], bool],
 ) -> Reply:
-    """A page of a time-based service: an activities scan page, or a skip/limit page."""
+    """A page of a windowed service: a scan page (activities), or a skip/limit page."""
     service = data.service
     scan = fields.get("isScan", False)
     if not isinstance(scan, bool):
         raise BadRequest("isScan", "isScan is not valid")
-    scan = scan and service == "activities"
-    descending = _sort(fields, {FILTER_FIELD[service], RECORD_TIME_FIELD[service]}, scan)
+    scan = scan and services.get(service).paging is services.Paging.SCAN
+    sortable = {data.filter_field, data.time_field, *_EXTRA_SORT_FIELDS.get(service, ())}
+    descending = _sort(fields, sortable, scan)
     now = state.now_ms()
     total = data.count([(lo, min(hi, now + 1)) for lo, hi in intervals if lo <= now])
     query = _PageQuery(state, config, data, fields, intervals, now, total)
@@ -372,8 +383,7 @@ def _skip_page(query: _PageQuery, descending: bool) -> Reply:
     skip, limit = _page_size(query.fields, query.config.service(data.service).skip_ceiling)
     page = list(itertools.islice(data.entries(query.intervals, query.now, descending, skip=skip), limit + 1))
     meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": query.total}
-    if data.service == "alerts":
-        meta.update({"max": limit, "moreThanTotal": False})
+    meta.update(_extra_meta(data.service, limit))
     del page[limit:]
     reply = _page_reply(data.render_page(page), len(page), meta)
     if meta["hasNext"]:
@@ -381,17 +391,21 @@ def _skip_page(query: _PageQuery, descending: bool) -> Reply:
     return reply
 
 
+def _extra_meta(service: str, limit: int) -> dict[str, Any]:
+    extra = _EXTRA_META.get(service)
+    return extra(limit) if extra is not None else {}
+
+
 def _snapshot_page(data: SnapshotData, service: str, ceiling: int | None, fields: dict[str, Any]) -> Reply:
     filters = fields.get("filters")
     if filters:
         name = next(iter(filters)) if isinstance(filters, dict) else "filters"
         raise BadRequest("filters", f"{name} is not valid")
-    descending = _sort(fields, {"_id", "name"} if service == "subnet" else {"_id"}, False)
+    descending = _sort(fields, {"_id", *_EXTRA_SORT_FIELDS.get(service, ())}, False)
     skip, limit = _page_size(fields, ceiling)
     indices = data.indices(skip, limit, descending)
     meta: dict[str, Any] = {"hasNext": skip + len(indices) < data.total, "total": data.total}
-    if service == "entities":
-        meta["max"] = limit
+    meta.update(_extra_meta(service, limit))
     return _page_reply(data.render_page(indices), len(indices), meta)
 
 
@@ -423,7 +437,7 @@ def _scan_page(query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
     meta: dict[str, Any] = {"hasNext": next_gte is not None, "total": query.total}
     follow_up = None
     if next_gte is not None and not omit_next():
-        meta["nextQueryFilters"] = _next_filters(fields.get("filters"), FILTER_FIELD[data.service], next_gte)
+        meta["nextQueryFilters"] = _next_filters(fields.get("filters"), data.filter_field, next_gte)
         follow_up = query.follow_up({**fields, "filters": meta["nextQueryFilters"]})
     reply = _page_reply(data.render_page(page), len(page), meta)
     reply.follow_up = follow_up
@@ -465,7 +479,7 @@ def _prepare(
         return None
     now = state.now_ms()
     try:
-        intervals = parse_window(FILTER_FIELD[service], fields.get("filters"))
+        intervals = parse_window(data.filter_field, fields.get("filters"))
         if not _settled(data, intervals, now):
             return None
         reply = _time_series_page(state, config, data, fields, intervals, lambda: False)

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_mdca.emulator import devo_admin
-from airflow_provider_mdca.emulator._serving import LOOPBACK, BackgroundServer, HttpsHandler, HttpsServer
-from airflow_provider_mdca.emulator.devo_faults import DevoFaults
-from airflow_provider_mdca.emulator.devo_store import DevoStore, valid_tag
-from airflow_provider_mdca.emulator.reply import Reply, json_reply
-from airflow_provider_mdca.emulator.tls import CertificateAuthority
+from mdca_emulator import devo_admin
+from mdca_emulator._serving import LOOPBACK, BackgroundServer, HttpsHandler, HttpsServer
+from mdca_emulator.devo_faults import DevoFaults
+from mdca_emulator.devo_store import DevoStore, valid_tag
+from mdca_emulator.reply import Reply, json_reply
+from mdca_emulator.tls import CertificateAuthority
 
 __all__ = ["MAX_BODY_BYTES", "DevoHttpEndpoint", "redact"]
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_mdca import json_codec
+from mdca_emulator.services import check_table
 
-__all__ = ["SNAPSHOT_BUILDERS", "TIME_BUILDERS", "RecordShape"]
+__all__ = ["SHAPES", "RecordShape"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -400,7 +401,7 @@ def entity(h: int, _id: str, index: int) -> dict[str, Any]:
 
 
 def subnet(h: int, _id: str, index: int) -> dict[str, Any]:
-    """A subnet group (``/api/v1/subnet/``): names sort like ``_id``; ``lastModified`` is ms, a float."""
+    """A subnet group (data_enrichment, ``/api/v1/subnet/``): names sort like ``_id``; ``lastModified`` is ms float."""
     country, city, region, lat, lon, org = _PLACES[h % 10]
     second, third = 1 + index // 250 % 250, index % 250
     cidr = f"10.{second}.{third}.0/24"
@@ -453,9 +454,13 @@ def _snapshot(build: Callable[[int, str, int], dict[str, Any]]) -> RecordShape:
     return _from_builder(lambda h, _id, index, _created: build(h, _id, index))
 
 
-TIME_BUILDERS: dict[str, RecordShape] = {
+#: Each service's record, by the registry's name: the one thing the emulator keeps per service. A windowed service's
+#: record carries its timestamp in the registry's ``time_field``; a snapshot's is built from its index.
+SHAPES: dict[str, RecordShape] = {
     "activities": RecordShape(activity, activity_json),
     "alerts": RecordShape(alert, alert_json),
+    "data_enrichment": _snapshot(subnet),
+    "entities": _snapshot(entity),
     "files": _from_builder(file),
 }
-SNAPSHOT_BUILDERS: dict[str, RecordShape] = {"entities": _snapshot(entity), "subnet": _snapshot(subnet)}
+check_table(SHAPES, "record shapes", complete=True)

@@ -26,38 +26,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mdca.emulator import records
+from mdca_emulator import records, services
 
 __all__ = [
-    "ALIASES",
-    "FILTER_FIELD",
     "HOUR_MS",
     "INF_MS",
-    "RECORD_TIME_FIELD",
-    "SERVICES",
-    "SNAPSHOT_SERVICES",
-    "TIME_SERVICES",
     "Entry",
     "Rate",
     "Segment",
     "SnapshotData",
     "TimeSeriesData",
-    "canonical_service",
     "spec_from_dict",
 ]
-
-SERVICES: tuple[str, ...] = ("activities", "alerts", "entities", "subnet", "files")
-TIME_SERVICES: tuple[str, ...] = ("activities", "alerts", "files")
-SNAPSHOT_SERVICES: tuple[str, ...] = ("entities", "subnet")
-# The field a request filters on, and the record field that holds the same instant.
-FILTER_FIELD: dict[str, str] = {"activities": "date", "alerts": "date", "files": "modifiedDate"}
-RECORD_TIME_FIELD: dict[str, str] = {
-    "activities": "timestamp",
-    "alerts": "timestamp",
-    "files": "modifiedDate",
-}
-# Devo's table name for the subnet endpoint, accepted wherever a service name is.
-ALIASES: dict[str, str] = {"data_enrichment": "subnet"}
 
 HOUR_MS = 3_600_000
 _WEEK_HOURS = 168
@@ -72,14 +52,6 @@ _INDEX_MUL = 0x9E3779B97F4A7C15
 # One record's position on the merged axis: (timestamp, _id, stream, segment, index, created).
 # Tuples compare by timestamp then `_id` (unique), which is exactly MDCA's order, so heapq.merge needs no key.
 Entry = tuple[int, str, int, int, int, int]
-
-
-def canonical_service(name: str) -> str:
-    """Map a service name or alias (``data_enrichment``) to the endpoint's name; ValueError when unknown."""
-    service = ALIASES.get(name, name)
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
-    return service
 
 
 def mix64(value: int) -> int:
@@ -337,7 +309,10 @@ Intervals = Sequence[tuple[int, int]]
 
 
 class TimeSeriesData:
-    """All records of one time-based service of one tenant: counting, ordered walking and record building.
+    """All records of one windowed service of one tenant: counting, ordered walking and record building.
+
+    `service` is a windowed service of the registry: its ``filter_field`` selects a window in requests and its
+    ``time_field`` is the record field holding the same instant.
 
     `late_every` / `late_by_ms`: every Nth record of a segment is stored (``created``) `late_by_ms` after its
     timestamp; the others a few milliseconds after. MDCA shows a record only once it is stored, so a late
@@ -352,8 +327,12 @@ class TimeSeriesData:
         late_every: int | None = None,
         late_by_ms: int = 0,
     ) -> None:
+        spec = services.get(service)
+        if spec.filter_field is None or spec.time_field is None:
+            raise ValueError(f"{service} is a snapshot, not a windowed service")
         self.service = service
-        self.time_field = RECORD_TIME_FIELD[service]
+        self.filter_field: str = spec.filter_field
+        self.time_field: str = spec.time_field
         self.late_every = late_every
         self.late_by_ms = late_by_ms
         self.streams: list[_Stream] = [
@@ -362,7 +341,7 @@ class TimeSeriesData:
             else _RateStream(service, seed, number, spec)
             for number, spec in enumerate(specs)
         ]
-        self.spec = records.TIME_BUILDERS[service]
+        self.spec = records.SHAPES[service]
 
     def created(self, ts: int, index: int) -> int:
         """When the record at `index` (of its segment) with timestamp `ts` is stored, hence visible.
@@ -475,14 +454,16 @@ class TimeSeriesData:
 
 
 class SnapshotData:
-    """A snapshot service (entities, subnet): `count` records in ``_id`` order, always visible."""
+    """A snapshot service (read whole, no window): `count` records in ``_id`` order, always visible."""
 
     def __init__(self, service: str, seed: int, count: int) -> None:
+        if services.get(service).windowed:
+            raise ValueError(f"{service} is a windowed service, not a snapshot")
         self.service = service
         self.total = count
         self.prefix = stable_hash(seed, service, "prefix") & 0xFFFFFFFF
         self.key = stable_hash(seed, service, "key")
-        self.spec = records.SNAPSHOT_BUILDERS[service]
+        self.spec = records.SHAPES[service]
 
     def record_id(self, index: int) -> str:
         """``_id`` of record `index`: a constant prefix then the index, so ``_id`` order is index order."""

@@ -5,7 +5,7 @@ Routes (``<t>`` is a tenant id)::
     GET  /<t>/v2.0/.well-known/openid-configuration      Entra discovery      (entra.py)
     POST /<t>/oauth2/v2.0/token                          Entra token          (entra.py)
     GET  /<t>/discovery/v2.0/keys                        Entra JWKS (empty)   (entra.py)
-    GET|POST /mdca/<t>/api/v1/<service>/                 MDCA lists           (mdca.py; /cas/api/v1/ too)
+    GET|POST /mdca/<t>/<endpoint>                        MDCA lists           (mdca.py; /cas/<endpoint> too)
     *    /_admin/...                                     admin API            (admin.py)
 
 The handler only parses HTTP and writes answers; the logic lives in the modules named above. HTTP/1.1
@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_mdca.emulator import admin, entra, mdca
-from airflow_provider_mdca.emulator._serving import LOOPBACK as LOOPBACK
-from airflow_provider_mdca.emulator._serving import BackgroundServer, HttpsHandler, HttpsServer
-from airflow_provider_mdca.emulator.data import SERVICES, canonical_service
-from airflow_provider_mdca.emulator.reply import Prepared, Reply, json_reply
-from airflow_provider_mdca.emulator.state import TenantConfig, TenantRegistry, TenantState
-from airflow_provider_mdca.emulator.tls import CertificateAuthority
+from mdca_emulator import admin, entra, mdca, services
+from mdca_emulator._serving import LOOPBACK as LOOPBACK
+from mdca_emulator._serving import BackgroundServer, HttpsHandler, HttpsServer
+from mdca_emulator.reply import Prepared, Reply, json_reply
+from mdca_emulator.state import TenantConfig, TenantRegistry, TenantState
+from mdca_emulator.tls import CertificateAuthority
 
 __all__ = ["EmulatorServer"]
 
@@ -36,7 +35,8 @@ log = logging.getLogger(__name__)
 
 _MAX_BODY = 1 << 20
 _IDLE_TIMEOUT_S = 30.0
-_API_PREFIXES = (["api", "v1"], ["cas", "api", "v1"])
+# An endpoint is served at the registry's path (``api/v1/subnet/``) and below ``cas/`` (``cas/api/v1/subnet/``).
+_API_PREFIXES = ((), ("cas",))
 
 
 class _App:
@@ -105,12 +105,12 @@ class _App:
 
 
 def _service_of(rest: list[str]) -> str | None:
+    """The service whose endpoint (the registry's) is the path `rest` after the tenant, or None."""
     for prefix in _API_PREFIXES:
-        if rest[: len(prefix)] == prefix and len(rest) == len(prefix) + 1:
-            try:
-                return canonical_service(rest[-1])
-            except ValueError:
-                return None
+        if tuple(rest[: len(prefix)]) == prefix:
+            service = services.by_path(rest[len(prefix) :])
+            if service is not None:
+                return service
     return None
 
 
@@ -225,7 +225,7 @@ class EmulatorServer(BackgroundServer[_HttpsServer]):
         return self.base_url + "/_admin/"
 
     def mdca_url(self, tenant_id: str) -> str:
-        """The tenant's MDCA base URL (join ``api/v1/<service>/`` to it)."""
+        """The tenant's MDCA base URL (join a service's endpoint, e.g. ``api/v1/alerts/``, to it)."""
         return f"{self.base_url}/mdca/{tenant_id}/"
 
     @property
@@ -288,6 +288,6 @@ class EmulatorServer(BackgroundServer[_HttpsServer]):
             "token_url": self.token_url,
             "ca_bundle": str(self.ca_bundle),
             "admin_url": self.admin_url,
-            "services": list(SERVICES),
+            "services": list(services.NAMES),
             "tenants": tenants,
         }

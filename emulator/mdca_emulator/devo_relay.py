@@ -34,10 +34,10 @@ import ssl
 import struct
 import threading
 
-from airflow_provider_mdca.emulator._serving import LOOPBACK, BackgroundServer, TlsServer
-from airflow_provider_mdca.emulator.devo_faults import DevoFaults
-from airflow_provider_mdca.emulator.devo_store import DevoStore
-from airflow_provider_mdca.emulator.tls import CertificateAuthority
+from mdca_emulator._serving import LOOPBACK, BackgroundServer, TlsServer
+from mdca_emulator.devo_faults import DevoFaults
+from mdca_emulator.devo_store import DevoStore
+from mdca_emulator.tls import CertificateAuthority
 
 __all__ = ["MAX_LINE_BYTES", "DevoRelay", "parse_line"]
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_mdca.emulator.devo_faults import DevoFaults
-from airflow_provider_mdca.emulator.devo_store import DevoStore
-from airflow_provider_mdca.emulator.reply import Reply, bad_request_as, json_body, json_reply
+from mdca_emulator.devo_faults import DevoFaults
+from mdca_emulator.devo_store import DevoStore
+from mdca_emulator.reply import Reply, bad_request_as, json_body, json_reply
 
 __all__ = ["handle"]
 

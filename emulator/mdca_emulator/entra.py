@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Mapping
 from urllib.parse import parse_qs, unquote_plus
 
-from airflow_provider_mdca.emulator.reply import Reply, json_reply
-from airflow_provider_mdca.emulator.state import TenantState
+from mdca_emulator.reply import Reply, json_reply
+from mdca_emulator.state import TenantState
 
 __all__ = ["MDCA_SCOPE", "jwks", "openid_configuration", "parse_form", "token"]
 

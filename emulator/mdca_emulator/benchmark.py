@@ -1,8 +1,8 @@
-"""Scan-mode throughput of the emulator: ``python -m airflow_provider_mdca.emulator.benchmark [--records N]``.
+"""Scan-mode throughput of the emulator: ``python -m mdca_emulator.benchmark [--records N]``.
 
 One ``requests`` client reads a window of activities in scan mode (limit 5,000) over one keep-alive HTTPS
 connection, following ``nextQueryFilters``, parsing every page with ``Response.json()``, throttling off. By
-default the emulator runs as its own process (``python -m airflow_provider_mdca.emulator``), as it does for
+default the emulator runs as its own process (``python -m mdca_emulator``), as it does for
 the demo; ``--in-process`` runs it in a thread of this process instead (then client and server share one GIL).
 Not a test: a figure to watch.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 import requests
 
-from airflow_provider_mdca.emulator.data import Segment
-from airflow_provider_mdca.emulator.server import EmulatorServer
-from airflow_provider_mdca.emulator.state import TenantConfig, TimeSeriesConfig
+from mdca_emulator.data import Segment
+from mdca_emulator.server import EmulatorServer
+from mdca_emulator.state import TenantConfig, TimeSeriesConfig
 
 __all__ = ["main"]
 
@@ -34,7 +34,7 @@ _DAY = 86_400_000
 
 def _config(records: int) -> TenantConfig:
     segment = Segment(_START, _START + _DAY, records, (1, 1, 4, 1, 7))
-    return TenantConfig("bench", activities=TimeSeriesConfig([segment]), requests_per_minute=None)
+    return TenantConfig("bench", services={"activities": TimeSeriesConfig([segment])}, requests_per_minute=None)
 
 
 @contextlib.contextmanager
@@ -47,7 +47,7 @@ def _emulator(records: int, in_process: bool, state_dir: Path) -> Iterator[dict[
         return
     config_path = state_dir / "bench-tenant.json"
     config_path.write_text(json.dumps(config.to_dict()))
-    command = [sys.executable, "-m", "airflow_provider_mdca.emulator", "--state-dir", str(state_dir)]
+    command = [sys.executable, "-m", "mdca_emulator", "--state-dir", str(state_dir)]
     command += ["--config", str(config_path)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
