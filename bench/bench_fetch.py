@@ -1,4 +1,4 @@
-"""Fetch benchmark: records/s and peak memory of ``iter_records`` against the emulator (not a test).
+"""Fetch benchmark: records/s and peak memory of ``MdcaClient.fetch`` against the emulator (not a test).
 
 The emulator runs in its own process with throttling off, so the figures are the client's: HTTPS, JSON
 decoding, paging and dedupe. Memory is the process's resident set, sampled before and after the fetch
@@ -70,7 +70,8 @@ def measure(client: MdcaClient, service: str, hours: int, page_size: int | None 
     before = _rss_mb()
     began = time.perf_counter()
     count = 0
-    for _record in client.iter_records(service, START, end, page_size=page_size):
+    records = client.fetch(service, START, end, page_size=page_size)
+    for _record in records:
         count += 1
     elapsed = time.perf_counter() - began
     return {
@@ -79,8 +80,9 @@ def measure(client: MdcaClient, service: str, hours: int, page_size: int | None 
         "records_per_s": count / elapsed,
         "rss_before_mb": before,
         "peak_rss_mb": _peak_rss_mb(),
-        "requests": client.stats.requests,
-        "throttled": client.stats.throttled,
+        "requests": records.stats.requests,
+        "throttled": records.stats.throttled,
+        "pages": records.stats.pages,
     }
 
 

@@ -3,7 +3,7 @@
 What it measures (issue 4, "Benchmark"), against the emulators (MDCA + Entra ID + Devo, one child process):
 
 1. Stages. Each stage of ``airflow_provider_mdca.pipeline`` runs in a child process of its own, as an Airflow task
-   does: fetch (``MdcaClient.iter_records`` -> ``fetch_to_stage`` into a local staging folder), flatten (alerts:
+   does: fetch (``MdcaClient.fetch`` -> ``fetch_to_stage`` into a local staging folder), flatten (alerts:
    ``flatten_stage``) and ship (``ship_stage`` to the Devo emulator, over the TLS relay and over HTTP), with
    throttling off, on 1,000,000 activities and 100,000 alerts, and again on 10,000-record windows.
 
@@ -120,16 +120,10 @@ def _stage_fetch(spec: Figures) -> Figures:
     window = window_dir(Path(spec["staging"]), service, start, end)
     with _client(_attached(spec["state_dir"]), spec["tenant"], None) as client:
         began = time.perf_counter()
-        manifest, summary = fetch_to_stage(
-            client.iter_records(service, start, end),
-            window,
-            service=service,
-            start=start,
-            end=end,
-            stats=lambda: client.stats.as_dict(),
-        )
+        records = client.fetch(service, start, end)
+        manifest, summary = fetch_to_stage(records, window, service=service, start=start, end=end, stats=records.stats)
         seconds = time.perf_counter() - began
-        requests_made = client.stats.requests
+        requests_made = records.stats.requests
     return {
         "records": summary.records,
         "out": summary.records,
@@ -168,7 +162,7 @@ def _stage_ship(spec: Figures) -> Figures:
         seconds = time.perf_counter() - began
     finally:
         sender.close()
-    stats = sender.stats
+    stats = sender.totals
     return {
         "records": summary.delivered,
         "out": summary.delivered,
@@ -526,7 +520,7 @@ def _run(
         with _client(emulator, "bench-throttled", rpm) as client:
             client.get_token()  # outside the measurement, as in bench_fetch
             figures = measure(client, "alerts", HOURS)
-            fetched_pages = client.stats.pages
+            fetched_pages = int(figures["pages"])
         served_429 = int(bench.mdca_stats("bench-throttled")["throttled"])
         bound = THROTTLE_SLACK * fetched_pages * 60 / rpm
         throttle_ok = figures["seconds"] <= bound and figures["throttled"] == 0 and served_429 == 0

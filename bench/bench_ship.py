@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         for transport, config in configs(emulator.info["devo"]).items():
             sender = make_sender(config)
             began = time.perf_counter()
-            delivered = sender.send(f"bench.ship.{transport}", alert_events(args.events))
+            stats = sender.send(f"bench.ship.{transport}", alert_events(args.events))
             seconds = time.perf_counter() - began
-            wire_mb = sender.stats.bytes / 2**20
+            delivered, wire_mb = stats.events, stats.bytes / 2**20
             print(
                 f"{transport:<5} {delivered:>9,} events  {delivered / seconds:>9,.0f} events/s  "
                 f"{payload_mb / seconds:>6.1f} MB/s of JSON  {wire_mb / seconds:>6.1f} MB/s on the wire "
-                f"({wire_mb:.1f} MB, {sender.stats.batches} batches)  {seconds:.2f} s"
+                f"({wire_mb:.1f} MB, {stats.batches} batches)  {seconds:.2f} s"
             )
             sender.close()
     return 0

@@ -185,10 +185,7 @@ def first_alert(conn_id: str) -> dict[str, Any]:
     try:
         assert client.get_token()
         end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-        records = hook.iter_records("alerts", end - timedelta(hours=1), end, page_size=5)
-        record = next(iter(records))
-        records.close()  # type: ignore[attr-defined]
-        return record
+        return next(hook.fetch("alerts", end - timedelta(hours=1), end, page_size=5))
     finally:
         client.close()
 
@@ -430,7 +427,7 @@ def test_the_demo_connections_get_a_token_a_page_and_a_delivery_through_forwarde
         tag = "my.app.deploy.check"
         hook = DevoHook(devo_conn_id=use_connection(monkeypatch, {**devo, "port": relay_hop.port}))
         try:
-            assert hook.send(tag, [{"n": 1}, {"n": 2}]) == 2
+            assert hook.send(tag, [{"n": 1}, {"n": 2}]).events == 2
         finally:
             hook.close()
         stored = Path(info["devo"]["store_dir"]) / f"{tag}.ndjson"

@@ -17,7 +17,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from airflow_provider_mdca.operators._staging import staging_path
-from airflow_provider_mdca.staging import iter_manifest_records
+from airflow_provider_mdca.staging import read_stage
 from airflow_provider_mdca.transforms.flatten import flatten_alert
 from tests.e2e.collector_dags import collector_dag, run_window
 from tests.e2e.test_dag_runs import END, END_MS, START_MS, connections, devo, edged_series, tag
@@ -53,7 +53,7 @@ def test_alerts_staged_on_azure_storage_by_the_url_alone_are_delivered_once(
 
     truth = emulator.truth(tenant.tenant_id, "alerts", START_MS, END_MS)
 
-    alerts = list(iter_manifest_records(staging_path(manifest_url)))
+    alerts = list(read_stage(staging_path(manifest_url)))
     assert sorted(alert["_id"] for alert in alerts) == sorted(truth)
     expected = Counter({alert["_id"]: len(flatten_alert(alert)) for alert in alerts})
     assert Counter(event["_id"] for event in devo.store.events(tag)) == expected

@@ -117,9 +117,9 @@ def assert_exactly_once(delivered: list[str], expected: list[str]) -> None:
 def staged_alerts(staging: Path) -> list[dict[str, Any]]:
     manifests = sorted(staging.glob("alerts/*/fetched/manifest.json"))
     assert len(manifests) == 1
-    from airflow_provider_mdca.staging import iter_manifest_records
+    from airflow_provider_mdca.staging import read_stage
 
-    return list(iter_manifest_records(manifests[0]))
+    return list(read_stage(manifests[0]))
 
 
 @pytest.mark.parametrize("service", [name for name in ALL if not SERVICE_TABLE[name].flattened])

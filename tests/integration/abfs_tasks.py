@@ -21,7 +21,7 @@ from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.operators._staging import staging_base, staging_path
 from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
 from airflow_provider_mdca.pipeline import fetch_to_stage, ship_stage
-from airflow_provider_mdca.staging import iter_manifest_records, window_dir
+from airflow_provider_mdca.staging import read_stage, window_dir
 
 log = logging.getLogger("abfs_tasks")
 
@@ -32,13 +32,14 @@ def fetch(args: dict[str, Any]) -> dict[str, Any]:
     window = window_dir(staging_base(args["staging_url"], args["staging_conn_id"]), args["service"], start, end)
     hook = MdcaHook(mdca_conn_id=args["mdca_conn_id"])
     log.info("Fetching %s for the window [%s, %s) into %s", args["service"], start, end, window)
+    records = hook.fetch(args["service"], start, end)
     manifest, summary = fetch_to_stage(
-        hook.iter_records(args["service"], start, end),
+        records,
         window,
         service=args["service"],
         start=start,
         end=end,
-        stats=lambda: hook.stats.as_dict(),
+        stats=records.stats,
         max_part_bytes=args.get("max_part_bytes", 64 * 1024 * 1024),
     )
     log.info("Staged %s", summary.as_dict())
@@ -72,7 +73,7 @@ def cleanup(args: dict[str, Any]) -> dict[str, Any]:
 def read(args: dict[str, Any]) -> dict[str, Any]:
     """Read every record of a staged stage back, checking each part (as the flatten step does)."""
     path = staging_path(args["manifest"], args["staging_conn_id"])
-    return {"records": sum(1 for _ in iter_manifest_records(path))}
+    return {"records": sum(1 for _ in read_stage(path))}
 
 
 STEPS = {"fetch": fetch, "ship": ship, "cleanup": cleanup, "read": read}

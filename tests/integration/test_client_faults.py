@@ -12,7 +12,7 @@ from airflow_provider_mdca.errors import PullError, SetupError
 from mdca_emulator import Segment, TimeSeriesConfig
 from tests.conftest import client_config
 
-from .test_client_windows import END, END_MS, START, START_MS, assert_exactly, fetch_ids
+from .test_client_windows import END, END_MS, START, START_MS, assert_exactly, fetch_ids, fetch_ids_and_stats
 
 SECRET_NEEDLES = ("emu~",)  # every emulated client secret starts with this
 
@@ -29,37 +29,37 @@ def assert_no_secret(text: str, *secrets: str) -> None:
 def test_tokens_revoked_mid_window_are_refreshed_once_and_nothing_is_lost(emulator, make_tenant, make_client):
     tenant = make_tenant(alerts=data(1_000), revoke_tokens_after=3)
     client = make_client(tenant)
-    got = fetch_ids(client, "alerts")
+    got, stats = fetch_ids_and_stats(client, "alerts")
     assert_exactly(got, emulator.truth(tenant.tenant_id, "alerts", START_MS, END_MS))
     # Each revocation costs exactly one 401 and one forced refresh, never a failed window.
-    assert client.stats.token_refreshes >= 1
-    assert emulator.stats(tenant.tenant_id)["4xx"] == client.stats.token_refreshes
+    assert stats.token_refreshes >= 1
+    assert emulator.stats(tenant.tenant_id)["4xx"] == stats.token_refreshes
 
 
 def test_short_lived_tokens_are_renewed_before_they_expire(emulator, make_tenant, make_client):
     tenant = make_tenant(alerts=data(500), token_lifetime_seconds=1)
     client = make_client(tenant)
-    got = fetch_ids(client, "alerts")
+    got, stats = fetch_ids_and_stats(client, "alerts")
     assert_exactly(got, emulator.truth(tenant.tenant_id, "alerts", START_MS, END_MS))
-    assert client.stats.token_refreshes == 0  # MSAL renewed them; the API never had to say 401
+    assert stats.token_refreshes == 0  # MSAL renewed them; the API never had to say 401
 
 
 @pytest.mark.parametrize("style", ["seconds", "http-date", "absent"])
 def test_a_429_storm_is_waited_out(emulator, make_tenant, make_client, style):
     tenant = make_tenant(activities=data(), retry_after_style=style, fault_queue=["429", "429", "429-no-retry-after"])
     client = make_client(tenant, max_throttle_retries=5)
-    got = fetch_ids(client, "activities", page_size=500)
+    got, stats = fetch_ids_and_stats(client, "activities", page_size=500)
     assert_exactly(got, emulator.truth(tenant.tenant_id, "activities", START_MS, END_MS))
-    assert client.stats.throttled == 3
+    assert stats.throttled == 3
 
 
 def test_5xx_resets_and_truncated_bodies_are_retried(emulator, make_tenant, make_client):
     faults = ["500", "reset", "502", "truncate", "503", "504"]
     tenant = make_tenant(files=data(700), fault_queue=faults)
     client = make_client(tenant, max_retries=6)
-    got = fetch_ids(client, "files")
+    got, stats = fetch_ids_and_stats(client, "files")
     assert_exactly(got, emulator.truth(tenant.tenant_id, "files", START_MS, END_MS))
-    assert client.stats.retries == len(faults)
+    assert stats.retries == len(faults)
 
 
 def test_a_5xx_storm_beyond_the_retries_is_pull_error_305(make_tenant, make_client):
@@ -159,10 +159,10 @@ def test_the_connection_ca_bundle_wins_over_requests_ca_bundle(emulator, make_te
 def test_limiter_at_the_tenant_rate_gets_no_429(emulator, make_tenant, make_client):
     tenant = make_tenant(alerts=data(1_500), requests_per_minute=600)
     client = make_client(tenant, requests_per_minute=600)
-    got = fetch_ids(client, "alerts")
+    got, stats = fetch_ids_and_stats(client, "alerts")
     assert_exactly(got, emulator.truth(tenant.tenant_id, "alerts", START_MS, END_MS))
-    assert client.stats.requests >= 15
-    assert client.stats.throttled == 0
+    assert stats.requests >= 15
+    assert stats.throttled == 0
     assert emulator.stats(tenant.tenant_id)["throttled"] == 0
 
 
@@ -187,7 +187,7 @@ def test_windows_must_be_timezone_aware(make_tenant, make_client):
 
     naive = datetime(2026, 1, 1)
     with pytest.raises(InitVariablesError, match="timezone-aware"):
-        list(make_client(make_tenant()).iter_records("alerts", naive, naive + timedelta(minutes=5)))
+        list(make_client(make_tenant()).fetch("alerts", naive, naive + timedelta(minutes=5)))
     assert START.tzinfo is timezone.utc
 
 
