@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.client.ratelimit import RateLimiter
+from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError, SetupError
 from airflow_provider_mdca.redaction import redact_text, register_secret, sanitize_url
 

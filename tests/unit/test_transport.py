@@ -11,10 +11,10 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from airflow_provider_mdca.client.auth import MdcaAuth
-from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.client.transport import RequestContext, Transport, parse_retry_after
+from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import PullError
 
 CONFIG = MdcaConfig(
