@@ -60,9 +60,7 @@ SERVICE_TABLE: dict[str, Expected] = {
             _LAG,
             flattened=True,
         ),
-        Expected(
-            "data_enrichment", "api/v1/subnet/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)
-        ),
+        Expected("data_enrichment", "api/v1/subnet/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)),
         Expected("entities", "api/v1/entities/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)),
         Expected(
             "files",

@@ -1,4 +1,5 @@
-"""The client, sender-side and emulator packages import nothing from Airflow: they test and run without it."""
+"""The client, sender-side and emulator packages import nothing from Airflow: they test and run without it; the MDCA
+client and the Devo senders import nothing from each other."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
     "module",
     [
         "airflow_provider_mdca.client",
+        "airflow_provider_mdca.connections",
+        "airflow_provider_mdca.retry",
+        "airflow_provider_mdca.event_keys",
         "airflow_provider_mdca.errors",
         "airflow_provider_mdca.json_codec",
         "airflow_provider_mdca.compression",
@@ -40,3 +44,20 @@ def test_module_imports_no_airflow(module):
 def test_provider_info_loads_without_airflow():
     code = "import sys, airflow_provider_mdca as p; p.get_provider_info(); raise SystemExit('airflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "other"),
+    [
+        ("airflow_provider_mdca.client", "airflow_provider_mdca.devo"),
+        ("airflow_provider_mdca.devo", "airflow_provider_mdca.client"),
+    ],
+)
+def test_the_client_and_the_devo_senders_are_independent(module, other):
+    code = (
+        f"import sys, {module}\n"
+        f"raise SystemExit(any(m == {other!r} or m.startswith({other!r} + '.') for m in sys.modules))\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120, check=False).returncode == 0, (
+        f"{module} imports {other}"
+    )
