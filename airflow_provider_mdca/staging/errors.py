@@ -18,7 +18,7 @@ class StagingError(Exception):
 
     def __init__(self, detail: str, path: object = None) -> None:
         self.detail = redact_text(detail)
-        self.location = _display(path) if path is not None else None
+        self.location = display_location(path) if path is not None else None
         super().__init__(f"{self.location}: {self.detail}" if self.location else self.detail)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -26,7 +26,7 @@ class StagingError(Exception):
         return (type(self), (self.detail, self.location))
 
 
-def _display(path: object) -> str:
+def display_location(path: object) -> str:
     """A path or URL as messages and logs may show it: no credentials, no secret query parameters."""
     text = str(path)
     return sanitize_url(text) if "://" in text else redact_text(text)

@@ -48,18 +48,18 @@ def format_timestamp(moment: datetime, *, what: str = "timestamp") -> str:
 
     :raises ValueError: ``moment`` is naive; the message says which bound (``what``).
     """
-    utc = _utc(moment, what)
+    utc = as_utc(moment, what)
     text = f"{utc.year:04d}{utc.month:02d}{utc.day:02d}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}"
     return f"{text}.{utc.microsecond:06d}Z" if utc.microsecond else f"{text}Z"
 
 
-def _utc(moment: datetime, what: str) -> datetime:
+def as_utc(moment: datetime, what: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got the naive datetime {moment.isoformat()}")
     return moment.astimezone(timezone.utc)
 
 
-def _check_name(value: str, what: str) -> str:
+def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(f"{what} must be one path segment of letters, digits, '_', '.', '-', got {value!r}")
     return value
@@ -71,7 +71,7 @@ def window_dir(base: P, service: str, start: datetime, end: datetime) -> P:
     :raises ValueError: a bound is naive (the message names it), ``start`` is after ``end``, or ``service`` is not
         a safe path segment.
     """
-    _check_name(service, "service")
+    check_name(service, "service")
     first, last = format_timestamp(start, what="start"), format_timestamp(end, what="end")
     if start > end:
         raise ValueError(f"start {start.isoformat()} is after end {end.isoformat()}")
@@ -102,7 +102,7 @@ def stage_dir(window: P, stage: str) -> P:
 
     :raises ValueError: ``stage`` is not a safe path segment, or is reserved (``ledger``).
     """
-    _check_name(stage, "stage")
+    check_name(stage, "stage")
     if stage in _RESERVED_STAGES:
         raise ValueError(f"stage {stage!r} is reserved")
     return window / stage

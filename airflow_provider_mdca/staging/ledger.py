@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 from typing import Generic
 
 from airflow_provider_mdca.staging.errors import StagingError
-from airflow_provider_mdca.staging.layout import LEDGER_DIR, _check_name
+from airflow_provider_mdca.staging.layout import LEDGER_DIR, check_name
 from airflow_provider_mdca.staging.parts import PartInfo
-from airflow_provider_mdca.staging.storage import P, _make_dirs, _read_small, _to_json, _write_atomically
+from airflow_provider_mdca.staging.storage import P, make_dirs, read_small, to_json, write_atomically
 
 __all__ = ["DeliveryLedger"]
 
@@ -57,14 +57,14 @@ class DeliveryLedger(Generic[P]):
 
     def mark_part_delivered(self, stage: str, part: PartInfo) -> None:
         """Remember that every record of ``part`` of ``stage`` was acknowledged: a retry resumes after it."""
-        _check_name(stage, "stage")
-        self._append("part.json", _to_json({"stage": stage, **part.as_dict()}, self.folder, "part marker"))
+        check_name(stage, "stage")
+        self._append("part.json", to_json({"stage": stage, **part.as_dict()}, self.folder, "part marker"))
 
     def delivered_ids(self) -> set[str]:
         """Every id acknowledged by any attempt (the union of all ledger files). Holds the window's ids in memory."""
         delivered: set[str] = set()
         for path in self._files("ids"):
-            text = _read_small(path, "ledger file").decode("utf-8", "surrogatepass")
+            text = read_small(path, "ledger file").decode("utf-8", "surrogatepass")
             if not text.endswith("\n"):
                 raise StagingError("ledger file is incomplete (no final line break)", path)
             delivered.update(text.splitlines())
@@ -76,11 +76,11 @@ class DeliveryLedger(Generic[P]):
         Whole :class:`PartInfo` values, not names: a restaged window reuses part names for other bytes, and only a
         part with the same sha256 is the part that was delivered.
         """
-        _check_name(stage, "stage")
+        check_name(stage, "stage")
         delivered: set[PartInfo] = set()
         for path in self._files("part.json"):
             try:
-                data = json.loads(_read_small(path, "ledger file"))
+                data = json.loads(read_small(path, "ledger file"))
                 if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
                     raise ValueError("not a part marker")
                 marked_stage = data.pop("stage")
@@ -99,8 +99,8 @@ class DeliveryLedger(Generic[P]):
     def _append(self, kind: str, data: bytes) -> None:
         self._sequence += 1
         name = f"attempt-{self.attempt:04d}-{self._token}-{self._sequence:06d}.{kind}"
-        _make_dirs(self.folder)
-        _write_atomically(self.folder / name, data)
+        make_dirs(self.folder)
+        write_atomically(self.folder / name, data)
 
     def _entries(self) -> Iterator[tuple[re.Match[str], P]]:
         if not self.folder.exists():

@@ -13,16 +13,16 @@ from datetime import datetime
 from typing import Any, Final
 
 from airflow_provider_mdca.staging.errors import StagingError
-from airflow_provider_mdca.staging.layout import FORMAT_VERSION, _check_name, _utc, manifest_path
+from airflow_provider_mdca.staging.layout import FORMAT_VERSION, as_utc, check_name, manifest_path
 from airflow_provider_mdca.staging.parts import PartInfo, read_parts
 from airflow_provider_mdca.staging.storage import (
     P,
     StoragePath,
-    _make_dirs,
-    _now,
-    _read_small,
-    _to_json,
-    _write_atomically,
+    make_dirs,
+    now_iso,
+    read_small,
+    to_json,
+    write_atomically,
 )
 
 __all__ = ["Manifest", "read_stage", "read_manifest", "write_manifest"]
@@ -45,7 +45,7 @@ class Manifest:
     api_total: int | None = None
     request_stats: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    created_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=now_iso)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -68,8 +68,8 @@ class Manifest:
         parts = list(parts)
         return cls(
             service=service,
-            window_start=_utc(start, "start").isoformat(),
-            window_end=_utc(end, "end").isoformat(),
+            window_start=as_utc(start, "start").isoformat(),
+            window_end=as_utc(end, "end").isoformat(),
             stage=stage,
             parts=parts,
             record_count=sum(part.records for part in parts),
@@ -83,10 +83,10 @@ class Manifest:
 
         :raises ValueError: the first problem found, in words.
         """
-        _check_name(self.service, "service")
-        _check_name(self.stage, "stage")
+        check_name(self.service, "service")
+        check_name(self.stage, "stage")
         for label in ("window_start", "window_end", "created_at"):
-            _check_iso(getattr(self, label), label)
+            check_iso(getattr(self, label), label)
         if not isinstance(self.parts, list) or not all(isinstance(part, PartInfo) for part in self.parts):
             raise ValueError("parts must be a list of PartInfo")
         names = [part.name for part in self.parts]
@@ -159,7 +159,7 @@ _MANIFEST_KEYS: Final = (
 )
 
 
-def _check_iso(value: object, label: str) -> None:
+def check_iso(value: object, label: str) -> None:
     if not isinstance(value, str):
         raise ValueError(f"{label} must be an ISO 8601 string, got {type(value).__name__}")
     try:
@@ -185,9 +185,9 @@ def write_manifest(window: P, manifest: Manifest) -> P:
         manifest.validate()
     except ValueError as exc:
         raise StagingError(f"manifest is invalid: {exc}", path) from exc
-    data = _to_json(manifest.as_dict(), path, "manifest")
-    _make_dirs(path.parent)
-    _write_atomically(path, data)
+    data = to_json(manifest.as_dict(), path, "manifest")
+    make_dirs(path.parent)
+    write_atomically(path, data)
     return path
 
 
@@ -197,7 +197,7 @@ def read_manifest(path: StoragePath) -> Manifest:
     :raises StagingError: the file is missing, not JSON, or not a valid manifest; the message names the file and
         the problem.
     """
-    raw = _read_small(path, "manifest")
+    raw = read_small(path, "manifest")
     try:
         data = json.loads(raw)
     except ValueError as exc:

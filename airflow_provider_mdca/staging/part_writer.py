@@ -13,15 +13,15 @@ from typing import Any, Final, Generic
 from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.staging.errors import StagingError
 from airflow_provider_mdca.staging.layout import DELIVERED_NAME, MANIFEST_NAME, stage_dir
-from airflow_provider_mdca.staging.parts import PartInfo, _OpenPart, _part_name
-from airflow_provider_mdca.staging.storage import P, _discard, _make_dirs, _remove
+from airflow_provider_mdca.staging.parts import OpenPart, PartInfo, part_name
+from airflow_provider_mdca.staging.storage import P, discard_file, make_dirs, remove_file
 
 __all__ = ["DEFAULT_MAX_PART_BYTES", "PartWriter"]
 
 DEFAULT_MAX_PART_BYTES: Final = 64 * 1024 * 1024
 
 
-def _encode(record: Mapping[str, Any]) -> bytes:
+def encode_record(record: Mapping[str, Any]) -> bytes:
     """One record as compact JSON, UTF-8, without its line break (the buffer joins lines with it)."""
     if not isinstance(record, dict):
         if not isinstance(record, Mapping):
@@ -66,7 +66,7 @@ class PartWriter(Generic[P]):
         self._max_bytes = max_part_bytes
         self._max_records = max_part_records
         self._parts: list[PartInfo] = []
-        self._current: _OpenPart | None = None
+        self._current: OpenPart | None = None
         self._prepared = False
         self._closed = False
 
@@ -99,7 +99,7 @@ class PartWriter(Generic[P]):
         if self._closed:
             raise StagingError("the part writer is closed", self.folder)
         try:
-            line = _encode(record)
+            line = encode_record(record)
         except (TypeError, ValueError) as exc:
             raise StagingError(f"record {self.records + 1} cannot be staged as JSON ({exc})", self.folder) from exc
         self._append(line)
@@ -143,16 +143,16 @@ class PartWriter(Generic[P]):
     def _prepare(self) -> None:
         if self._prepared:
             return
-        _make_dirs(self.folder)
-        # Not _discard: if the old marker cannot be removed, retention could delete the window being restaged.
-        _remove(self.window / DELIVERED_NAME)
-        _remove(self.folder / MANIFEST_NAME)
+        make_dirs(self.folder)
+        # Not discard: if the old marker cannot be removed, retention could delete the window being restaged.
+        remove_file(self.window / DELIVERED_NAME)
+        remove_file(self.folder / MANIFEST_NAME)
         self._prepared = True
 
-    def _open_next(self) -> _OpenPart:
+    def _open_next(self) -> OpenPart:
         self._prepare()
-        self._current = _OpenPart(
-            self.folder / _part_name(len(self._parts)), max_bytes=self._max_bytes, max_records=self._max_records
+        self._current = OpenPart(
+            self.folder / part_name(len(self._parts)), max_bytes=self._max_bytes, max_records=self._max_records
         )
         return self._current
 
@@ -183,5 +183,5 @@ class PartWriter(Generic[P]):
         if current is not None:
             current.discard()
         for part in self._parts:
-            _discard(self.folder / part.name)
+            discard_file(self.folder / part.name)
         self._parts.clear()

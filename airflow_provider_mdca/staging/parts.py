@@ -1,4 +1,4 @@
-"""One part file: :class:`PartInfo` describing it, writing one (:class:`_OpenPart`) and reading parts back.
+"""One part file: :class:`PartInfo` describing it, writing one (:class:`OpenPart`) and reading parts back.
 
 A part is ``part-NNNNN.ndjson.gz``: compact JSON lines, gzip'd through :mod:`airflow_provider_mdca.compression`
 (``_GZIP``, the codec both directions use; tests swap it). Reading checks a part against its :class:`PartInfo`:
@@ -19,7 +19,14 @@ from typing import IO, Any, Final
 from airflow_provider_mdca import compression, json_codec
 from airflow_provider_mdca.compression import GzipCodec
 from airflow_provider_mdca.staging.errors import StagingError
-from airflow_provider_mdca.staging.storage import StoragePath, _create, _discard, _replace, _sync, _temp_name
+from airflow_provider_mdca.staging.storage import (
+    StoragePath,
+    create_file,
+    discard_file,
+    replace_file,
+    sync_file,
+    temp_name,
+)
 
 __all__ = ["PartInfo", "read_part", "read_parts"]
 
@@ -74,7 +81,7 @@ class PartInfo:
         return cls(name=data["name"], records=data["records"], bytes=data["bytes"], sha256=data["sha256"])
 
 
-def _part_name(index: int) -> str:
+def part_name(index: int) -> str:
     return f"part-{index:05d}.ndjson.gz"
 
 
@@ -100,7 +107,7 @@ class _HashingWriter:
         return self._sha.hexdigest()
 
 
-class _OpenPart:
+class OpenPart:
     """The part being written: a temporary file until :meth:`finish` renames it to its final name.
 
     Lines wait in a small buffer and reach gzip about 256 KiB at a time, joined by their line breaks; the record
@@ -109,14 +116,14 @@ class _OpenPart:
 
     def __init__(self, final: StoragePath, *, max_bytes: int, max_records: int | None) -> None:
         self.final = final
-        self.temp = _temp_name(final)
+        self.temp = temp_name(final)
         self._max_records = max_records
         self._flushed_records = 0
         self._flushed_bytes = 0
         self._room = max_bytes  # bytes the buffer may still take before the part is full
         self._buffer: list[bytes] = []
         self._buffered = 0
-        self._raw = _create(self.temp)
+        self._raw = create_file(self.temp)
         self._hashing = _HashingWriter(self._raw)
         # mtime=0 and no file name in the header: the same records always give the same bytes and sha256.
         self._gzip = _GZIP.writer(self._hashing)
@@ -156,9 +163,9 @@ class _OpenPart:
     def finish(self) -> PartInfo:
         self._flush_buffer()
         self._gzip.close()  # writes the gzip trailer through the hashing writer; leaves the raw file open
-        _sync(self.temp, self._raw)
+        sync_file(self.temp, self._raw)
         self._raw.close()
-        _replace(self.temp, self.final)
+        replace_file(self.temp, self.final)
         return PartInfo(self.final.name, self.records, self.size, self._hashing.hexdigest())
 
     def discard(self) -> None:
@@ -166,7 +173,7 @@ class _OpenPart:
             self._gzip.close()
         with contextlib.suppress(Exception):
             self._raw.close()
-        _discard(self.temp)
+        discard_file(self.temp)
 
 
 # --- reading parts ---------------------------------------------------------------------------------------------------

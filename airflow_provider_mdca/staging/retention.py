@@ -12,17 +12,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from airflow_provider_mdca.staging.errors import StagingError, _display
-from airflow_provider_mdca.staging.layout import DELIVERED_NAME, FORMAT_VERSION, _check_name, _utc, window_bounds
-from airflow_provider_mdca.staging.manifest import _check_iso
+from airflow_provider_mdca.staging.errors import StagingError, display_location
+from airflow_provider_mdca.staging.layout import DELIVERED_NAME, FORMAT_VERSION, as_utc, check_name, window_bounds
+from airflow_provider_mdca.staging.manifest import check_iso
 from airflow_provider_mdca.staging.storage import (
     P,
     StoragePath,
-    _make_dirs,
-    _now,
-    _read_small,
-    _to_json,
-    _write_atomically,
+    make_dirs,
+    now_iso,
+    read_small,
+    to_json,
+    write_atomically,
 )
 
 __all__ = ["delivered_at", "expired_windows", "is_window_delivered", "mark_window_delivered", "remove_window"]
@@ -37,11 +37,11 @@ def mark_window_delivered(window: P, summary: Mapping[str, Any]) -> P:
     :raises StagingError: ``summary`` is not JSON-serialisable.
     """
     path = window / DELIVERED_NAME
-    data = _to_json(
-        {"format_version": FORMAT_VERSION, "delivered_at": _now(), "summary": dict(summary)}, path, "summary"
+    data = to_json(
+        {"format_version": FORMAT_VERSION, "delivered_at": now_iso(), "summary": dict(summary)}, path, "summary"
     )
-    _make_dirs(window)
-    _write_atomically(path, data)
+    make_dirs(window)
+    write_atomically(path, data)
     return path
 
 
@@ -54,10 +54,10 @@ def delivered_at(window: StoragePath) -> datetime | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(_read_small(path, "delivery marker"))
+        data = json.loads(read_small(path, "delivery marker"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        _check_iso(data.get("delivered_at"), "delivered_at")
+        check_iso(data.get("delivered_at"), "delivered_at")
         return datetime.fromisoformat(data["delivered_at"])
     except ValueError as exc:
         raise StagingError(f"delivery marker is malformed ({exc})", path) from exc
@@ -74,8 +74,8 @@ def expired_windows(base: P, service: str, *, older_than: datetime) -> list[P]:
     A window without a marker, with a malformed marker (logged), or whose folder name is not a window's is never
     returned: when in doubt, data stays.
     """
-    limit = _utc(older_than, "older_than")
-    folder = base / _check_name(service, "service")
+    limit = as_utc(older_than, "older_than")
+    folder = base / check_name(service, "service")
     if not folder.exists():
         return []
     expired: list[P] = []
@@ -89,7 +89,7 @@ def expired_windows(base: P, service: str, *, older_than: datetime) -> list[P]:
         try:
             when = delivered_at(window)
         except StagingError as exc:
-            log.warning("Keeping %s: %s", _display(window), exc.detail)
+            log.warning("Keeping %s: %s", display_location(window), exc.detail)
             continue
         if when is not None and when < limit:
             expired.append(window)

@@ -71,7 +71,7 @@ def _local(path: StoragePath) -> str | None:
     return None
 
 
-def _make_dirs(folder: StoragePath) -> None:
+def make_dirs(folder: StoragePath) -> None:
     local = _local(folder)
     if local is None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def _make_private_dirs(path: str) -> None:
     os.chmod(path, _DIR_MODE)  # the umask may have removed bits the owner needs
 
 
-def _create(path: StoragePath) -> IO[bytes]:
+def create_file(path: StoragePath) -> IO[bytes]:
     """A new file for writing; on a local disk created 0600 from the start (no window where others could open it)."""
     local = _local(path)
     if local is None:
@@ -106,14 +106,14 @@ def _create(path: StoragePath) -> IO[bytes]:
     return os.fdopen(os.open(local, flags, _FILE_MODE), "wb")
 
 
-def _sync(path: StoragePath, handle: IO[bytes]) -> None:
+def sync_file(path: StoragePath, handle: IO[bytes]) -> None:
     # Without an fsync a power cut after the rename may leave a complete-looking name over incomplete data.
     if _local(path) is not None:
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def _replace(source: StoragePath, target: StoragePath) -> None:
+def replace_file(source: StoragePath, target: StoragePath) -> None:
     local_source, local_target = _local(source), _local(target)
     if local_source is not None and local_target is not None:
         os.replace(local_source, local_target)  # atomic, and unlike Path.rename it overwrites on Windows too
@@ -121,7 +121,7 @@ def _replace(source: StoragePath, target: StoragePath) -> None:
         source.rename(target)
 
 
-def _discard(path: StoragePath) -> None:
+def discard_file(path: StoragePath) -> None:
     # Clean-up on a failure path: never let it hide the original error. Not only OSError: object stores fail with
     # their SDK's errors (azure.core's HttpResponseError or ServiceRequestError when the network is what failed).
     with contextlib.suppress(Exception):
@@ -129,30 +129,30 @@ def _discard(path: StoragePath) -> None:
             path.unlink()
 
 
-def _remove(path: StoragePath) -> None:
+def remove_file(path: StoragePath) -> None:
     # Not a clean-up: an error here must stop the caller (see PartWriter._prepare).
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
 
 
-def _temp_name(final: StoragePath) -> StoragePath:
+def temp_name(final: StoragePath) -> StoragePath:
     # Hidden, unique per writer, and never matching a part or manifest name: readers cannot mistake it.
     return final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
 
 
-def _write_atomically(path: StoragePath, data: bytes) -> None:
-    temp = _temp_name(path)
+def write_atomically(path: StoragePath, data: bytes) -> None:
+    temp = temp_name(path)
     try:
-        with _create(temp) as handle:
+        with create_file(temp) as handle:
             handle.write(data)
-            _sync(temp, handle)
-        _replace(temp, path)
+            sync_file(temp, handle)
+        replace_file(temp, path)
     except BaseException:
-        _discard(temp)
+        discard_file(temp)
         raise
 
 
-def _read_small(path: StoragePath, what: str) -> bytes:
+def read_small(path: StoragePath, what: str) -> bytes:
     try:
         with path.open("rb") as handle:
             data: bytes = handle.read()
@@ -163,12 +163,12 @@ def _read_small(path: StoragePath, what: str) -> bytes:
     return data
 
 
-def _to_json(value: object, path: StoragePath, what: str) -> bytes:
+def to_json(value: object, path: StoragePath, what: str) -> bytes:
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
     except (TypeError, ValueError) as exc:
         raise StagingError(f"{what} is not JSON-serialisable ({exc})", path) from exc
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()

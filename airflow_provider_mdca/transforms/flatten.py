@@ -254,15 +254,7 @@ def flatten_alerts_json_by_alert(
     max_events: int = DEFAULT_MAX_EVENTS,
     stats: FlattenStats | None = None,
 ) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
-    """:func:`flatten_alerts_json`, one alert at a time: each alert with the JSON lines of its events.
-
-    For a caller that keeps a figure per alert (the flatten step counts each alert's events for the delivery keys).
-
-    >>> import json
-    >>> encode = lambda event: json.dumps(event, separators=(",", ":")).encode()
-    >>> [(alert["_id"], len(lines)) for alert, lines in flatten_alerts_json_by_alert([{"_id": "a"}], encode=encode)]
-    [('a', 1)]
-    """
+    """:func:`flatten_alerts_json` one alert at a time: each alert with its events' lines (to count them per alert)."""
     _check_max_events(max_events)
     return _alerts_json(alerts, max_events, stats or FlattenStats(), encode)
 
