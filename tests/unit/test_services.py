@@ -39,5 +39,5 @@ def test_page_sizes_are_mdcas_documented_limits():
 
 
 def test_an_unknown_service_names_the_valid_ones():
-    with pytest.raises(KeyError, match="activities, alerts, data_enrichment, entities, files"):
-        get_service("governance")
+    with pytest.raises(KeyError, match=f"unknown MDCA service 'no_such_service'; expected one of {', '.join(ALL)}"):
+        get_service("no_such_service")
