@@ -114,7 +114,7 @@ def test_parsing_touches_no_connection_variable_or_network(monkeypatch):
     monkeypatch.delenv("MDCA_COLLECTOR_CONFIG", raising=False)
     bag = dag_bag(DAGS)
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == 5
+    assert len(bag.dag_ids) == len(ALL)
     assert touched == []
 
 
@@ -130,7 +130,7 @@ def test_an_invalid_config_is_an_import_error_naming_the_key(configured_bag):
 def test_disabled_services_have_no_dag(configured_bag):
     bag = configured_bag({"defaults": {"historic_date_utc": "2026-11-01"}, "services": {"files": {"enabled": False}}})
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == ["mdca_activities", "mdca_alerts", "mdca_data_enrichment", "mdca_entities"]
+    assert sorted(bag.dag_ids) == [f"mdca_{name}" for name in ALL if name != "files"]
 
 
 # -- the task graph and settings ------------------------------------------------------------------------------------
@@ -152,9 +152,9 @@ def test_each_dag_waits_fetches_flattens_alerts_ships_and_cleans_up(default_bag,
     dag = default_bag.dags[f"mdca_{service}"]
     assert edges(dag) == (ALERT_EDGES if SERVICE_TABLE[service].flattened else EDGES)
     fetch = dag.get_task("fetch")
-    from airflow_provider_mdca.operators.mdca import FETCH_OPERATORS
+    from airflow_provider_mdca.operators.mdca import fetch_operator
 
-    assert type(fetch) is FETCH_OPERATORS[service]
+    assert type(fetch) is fetch_operator(service) and fetch.service_name == service
     assert fetch.pool == "mdca_api"
     assert dag.get_task("cleanup").trigger_rule == "all_success"  # never clean up after a failed ship
 
