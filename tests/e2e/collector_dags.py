@@ -11,8 +11,11 @@ the in-memory DAG the test runs is built from the same spec.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,13 +123,31 @@ def _build(
 
 def run_window(dag: Any, end: datetime, *, conf: dict[str, Any] | None = None) -> Any:
     """Run the window that ends at ``end`` (a manual run's interval ends at its logical date) and return the run."""
-    if AIRFLOW_V3:
-        return dag.test(logical_date=end, run_conf=conf)
-    # 2.11's dag.test deletes an earlier run of the same date; its note table points at FAB's user table, which
-    # SQLAlchemy must know to order the delete (the webserver imports it; a bare test process does not).
-    import airflow.providers.fab.auth_manager.models  # noqa: F401
+    with _one_dag_test_at_a_time():
+        if AIRFLOW_V3:
+            return dag.test(logical_date=end, run_conf=conf)
+        # 2.11's dag.test deletes an earlier run of the same date; its note table points at FAB's user table, which
+        # SQLAlchemy must know to order the delete (the webserver imports it; a bare test process does not).
+        import airflow.providers.fab.auth_manager.models  # noqa: F401
 
-    # As the 2.11 scheduler does when it parses the file: register the DAG and its datasets (outlets), so that the
-    # ship task's dataset event is recorded.
-    dag.sync_to_db()
-    return dag.test(execution_date=end, run_conf=conf)
+        # As the 2.11 scheduler does when it parses the file: register the DAG and its datasets (outlets), so that the
+        # ship task's dataset event is recorded.
+        dag.sync_to_db()
+        return dag.test(execution_date=end, run_conf=conf)
+
+
+@contextlib.contextmanager
+def _one_dag_test_at_a_time() -> Iterator[None]:
+    """Hold the run's lock on ``dag.test()``: one at a time across the xdist workers that share the database.
+
+    Airflow 3's ``dag.test()`` first writes every DAG of the dags folder to the database, the other workers' DAGs and
+    their Assets included; two of them writing the same new Asset at once fail on its unique constraint (only one
+    dag-processor writes in a real deployment). The ``xdist_group`` marks do not keep these tests on one worker with
+    pytest 9.2 and pytest-xdist 3.8 (see test_backfill.py), so a lock in the run's Airflow home does.
+    """
+    with open(Path(os.environ["AIRFLOW_HOME"]) / "dag-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
