@@ -104,6 +104,7 @@ def _fetch_task(service: ServiceConfig) -> MdcaFetchOperator:
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
         page_size=service.page_size,
+        on_expired_window=service.on_expired_window,
         pool=service.pool,  # only fetching spends the tenant's request budget
     )
 

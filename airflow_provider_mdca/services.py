@@ -10,10 +10,24 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
-__all__ = ["DEVO_TABLE_PREFIX", "SERVICES", "SKIP_CEILING", "AuthKind", "Paging", "Service", "get_service"]
+__all__ = [
+    "DEVO_TABLE_PREFIX",
+    "SERVICES",
+    "SKIP_CEILING",
+    "AuthKind",
+    "ExpiredWindow",
+    "Paging",
+    "Service",
+    "get_service",
+]
 
 DEVO_TABLE_PREFIX = "casb.microsoft_defender.cloud_apps"
+
+#: What to do with a window that starts before a service's ``retention``: refuse it naming the limit, or warn and read
+#: what is left. Never a silent empty window.
+ExpiredWindow = Literal["error", "warn"]
 
 #: Skip/limit paging: ``skip + limit`` may not pass this (Microsoft's own module refuses it; re-anchor before).
 SKIP_CEILING = 5000
@@ -62,6 +76,12 @@ class Service:
         records are many (the seed collector's ``request_period_in_seconds``).
     :param default_lag: how long after a window's end to wait before reading it (none for snapshots).
     :param flattened: whether each record is expanded into one event per combination of its entities (alerts).
+    :param order_field: snapshots only: the documented sort field their pages are read in (windowed services are
+        read in the order of their window field).
+    :param retention: how far back MDCA keeps the service's records (the activity log: about 30 days); a window
+        that starts earlier cannot be read whole. None: no documented limit.
+    :param changes_filter: the filter that finds records changed in a window after they were first read (alerts:
+        ``resolutionDate``), and :param changes_field: the record field holding that change's time (epoch ms).
     """
 
     name: str
@@ -74,6 +94,17 @@ class Service:
     default_period: timedelta
     default_lag: timedelta = timedelta(0)
     flattened: bool = False
+    order_field: str | None = None
+    retention: timedelta | None = None
+    changes_filter: str | None = None
+    changes_field: str | None = None
+
+    @property
+    def sort_field(self) -> str:
+        """The field every request sorts on (ascending): the window field, or a snapshot's documented order."""
+        field = self.filter_field or self.order_field
+        assert field is not None, f"{self.name}: a snapshot needs an order_field"
+        return field
 
     @property
     def devo_table(self) -> str:
@@ -103,11 +134,14 @@ SERVICES: dict[str, Service] = {
                 endpoint="api/v1/activities/",
                 paging=Paging.SCAN,
                 auth=AuthKind.ENTRA,
-                filter_field="date",
-                time_field="timestamp",
+                # Windows on when MDCA stored a record, not when it happened: MDCA stores activities minutes to
+                # days late, and a window on `created` is complete once it has passed (README, "Late records").
+                filter_field="created",
+                time_field="created",
                 permission_hint=_INVESTIGATION,
                 default_period=timedelta(minutes=5),
                 default_lag=_LAG,
+                retention=timedelta(days=30),
             ),
             Service(
                 name="alerts",
@@ -120,6 +154,8 @@ SERVICES: dict[str, Service] = {
                 default_period=timedelta(minutes=5),
                 default_lag=_LAG,
                 flattened=True,
+                changes_filter="resolutionDate",
+                changes_field="resolveTime",
             ),
             Service(
                 name="data_enrichment",
@@ -130,6 +166,7 @@ SERVICES: dict[str, Service] = {
                 time_field=None,
                 permission_hint=_INVESTIGATION,
                 default_period=timedelta(days=1),
+                order_field="name",
             ),
             Service(
                 name="entities",
@@ -140,6 +177,7 @@ SERVICES: dict[str, Service] = {
                 time_field=None,
                 permission_hint=_INVESTIGATION,
                 default_period=timedelta(days=1),
+                order_field="date",  # when the entity was created: new entities come last
             ),
             Service(
                 name="files",

@@ -28,7 +28,13 @@ class Expected:
     paging: str
     default_period: timedelta
     default_lag: timedelta
+    #: The field every request sorts on, ascending.
+    sort_field: str
     flattened: bool = False
+    #: How far back MDCA keeps the records (None: no documented limit).
+    retention: timedelta | None = None
+    #: The filter that finds records changed after they were first read.
+    changes_filter: str | None = None
 
     @property
     def windowed(self) -> bool:
@@ -48,7 +54,18 @@ _LAG = timedelta(minutes=2)
 SERVICE_TABLE: dict[str, Expected] = {
     row.name: row
     for row in (
-        Expected("activities", "api/v1/activities/", "date", "timestamp", "entra", "scan", timedelta(minutes=5), _LAG),
+        Expected(
+            "activities",
+            "api/v1/activities/",
+            "created",  # when MDCA stored it: complete once the window has passed, however late it was stored
+            "created",
+            "entra",
+            "scan",
+            timedelta(minutes=5),
+            _LAG,
+            "created",
+            retention=timedelta(days=30),
+        ),
         Expected(
             "alerts",
             "api/v1/alerts/",
@@ -58,10 +75,24 @@ SERVICE_TABLE: dict[str, Expected] = {
             "sorted_skip",
             timedelta(minutes=5),
             _LAG,
+            "date",
             flattened=True,
+            changes_filter="resolutionDate",
         ),
-        Expected("data_enrichment", "api/v1/subnet/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)),
-        Expected("entities", "api/v1/entities/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0)),
+        Expected(
+            "data_enrichment",
+            "api/v1/subnet/",
+            None,
+            None,
+            "entra",
+            "snapshot",
+            timedelta(days=1),
+            timedelta(0),
+            "name",
+        ),
+        Expected(
+            "entities", "api/v1/entities/", None, None, "entra", "snapshot", timedelta(days=1), timedelta(0), "date"
+        ),
         Expected(
             "files",
             "api/v1/files/",
@@ -71,6 +102,7 @@ SERVICE_TABLE: dict[str, Expected] = {
             "sorted_skip",
             timedelta(hours=1),
             _LAG,
+            "modifiedDate",
         ),
     )
 }

@@ -13,6 +13,7 @@ import requests
 
 from airflow_provider_mdca.client.auth import EntraIdAuth, LegacyTokenAuth, MdcaAuth
 from airflow_provider_mdca.client.pagination import (
+    FetchPage,
     ScanPaginator,
     SnapshotPaginator,
     SortedSkipPaginator,
@@ -23,7 +24,7 @@ from airflow_provider_mdca.client.stats import FetchStats, RecordStream
 from airflow_provider_mdca.client.transport import RequestContext, Transport
 from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError, error_context
-from airflow_provider_mdca.services import AuthKind, Paging, Service, get_service
+from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
 
@@ -123,16 +124,25 @@ class MdcaClient:
         end: datetime,
         *,
         page_size: int | None = None,
+        on_expired_window: ExpiredWindow = "error",
     ) -> RecordStream:
         """Every record of ``service`` in ``[start, end)``, once, as a stream read page by page.
 
+        The window is on the service's window field (``Service.filter_field``: activities on ``created``, when MDCA
+        stored them). A service whose records change after they are first read (alerts: resolved, dismissed) also
+        yields, after the window's records, the records that changed in the window and were not among them.
         ``entities`` and ``data_enrichment`` are full snapshots: the window is ignored. Nothing is requested until
         the stream is read; its ``stats`` are this fetch's figures, final once it is exhausted (or has failed).
 
         :param page_size: records per request, within the service's paging limits (``Paging.page_sizes``); by
             default the largest (the connection's ``scan_page_size`` for scan paging).
+        :param on_expired_window: a window that starts before what MDCA keeps (``Service.retention``) is an
+            InitVariablesError naming the limit (``error``), or a logged warning and whatever the API still has
+            (``warn``).
+        :raises InitVariablesError: the window is older than MDCA keeps (with ``error``), or ends before it starts.
         """
         svc = get_service(service)
+        _check_retention(svc, start, end, on_expired_window)
         stats = FetchStats(service=service)
         return RecordStream(self._records(svc, start, end, stats, page_size), stats)
 
@@ -155,11 +165,32 @@ class MdcaClient:
                 def fetch(body: dict[str, Any]) -> dict[str, Any]:
                     return self._transport.post_json(url, body, auth=auth, context=context, stats=stats)
 
+                read: set[str] = set()
                 for record in self._paginator(svc, window, stats, page_size).records(fetch):
                     stats.records += 1
+                    if svc.changes_filter:
+                        read.add(str(record.get("_id")))
                     yield record
+                if svc.changes_filter:
+                    yield from self._changes(svc, window, stats, fetch, read)
         finally:
             stats.elapsed_seconds = time.monotonic() - began
+
+    @staticmethod
+    def _changes(
+        svc: Service, window: Window, stats: FetchStats, fetch: FetchPage, read: set[str]
+    ) -> Iterator[dict[str, Any]]:
+        """The records that changed in the window (e.g. alerts resolved in it) and were not read in it already."""
+        assert svc.changes_filter and svc.changes_field
+        changed = SortedSkipPaginator(
+            window, filter_field=svc.changes_filter, time_field=svc.changes_field, stats=stats
+        )
+        for record in changed.records(fetch):
+            if str(record.get("_id")) in read:
+                continue  # read above in its changed state already: one event for it in this window
+            stats.records += 1
+            stats.changes += 1
+            yield record
 
     def _paginator(
         self, svc: Service, window: Window, stats: FetchStats, page_size: int | None
@@ -180,7 +211,7 @@ class MdcaClient:
                 stats=stats,
                 page_size=min(page_size or largest, largest),
             )
-        return SnapshotPaginator(stats=stats, page_size=min(page_size or largest, largest))
+        return SnapshotPaginator(sort_field=svc.sort_field, stats=stats, page_size=min(page_size or largest, largest))
 
     def probe(self, service: str) -> int:
         """Ask ``service`` for one record: proves credentials, permissions and the URL. Returns records seen."""
@@ -189,7 +220,7 @@ class MdcaClient:
         stats = FetchStats(service=service)
         page = self._transport.post_json(
             urljoin(self.config.base_url, svc.endpoint),
-            {"skip": 0, "limit": 1},
+            {"skip": 0, "limit": 1, "sortField": svc.sort_field, "sortDirection": "asc"},
             auth=auth,
             context=RequestContext(service, None, svc.permission_hint),
             stats=stats,
@@ -200,3 +231,29 @@ class MdcaClient:
     def get_token(self) -> str:
         """An Entra ID access token (SetupError 100-103 when it cannot be had)."""
         return self.entra_auth.access_token()
+
+
+def _check_retention(svc: Service, start: datetime, end: datetime, on_expired: ExpiredWindow) -> None:
+    """Refuse (or warn about) a window that starts before MDCA's retention of ``svc``: never a silent empty one."""
+    if svc.retention is None or not svc.windowed:
+        return
+    kept_since = datetime.now(timezone.utc) - svc.retention
+    if start >= kept_since:
+        return
+    days = svc.retention.days
+    detail = (
+        f"{svc.name}: the window [{start.isoformat()}, {end.isoformat()}) starts before "
+        f"{kept_since.isoformat(timespec='seconds')}: MDCA keeps about {days} days of {svc.name}, so the API would "
+        "answer it empty or in part"
+    )
+    if on_expired == "warn":
+        log.warning("%s; reading what is left (on_expired_window: warn)", detail)
+        return
+    raise InitVariablesError(
+        1,
+        detail,
+        service=svc.name,
+        window=(start.isoformat(), end.isoformat()),
+        remedy=f"backfill only the last {days} days (older history: the portal's export), or set the service's "
+        "on_expired_window: warn in the collector configuration to read what is left",
+    )

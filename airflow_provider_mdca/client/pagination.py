@@ -5,12 +5,16 @@ They know MDCA's paging rules and nothing about HTTP, so they are tested on cann
 boundary or a re-anchored query may return them again. "Last timestamp + 1 ms" is never used: it loses the
 records that share a millisecond.
 
+Every request states its ``sortField`` and ``sortDirection`` (ascending): MDCA's default order is undocumented, and
+newest first would defeat every cursor here.
+
 Loop guards: a page that makes no progress (identical ``nextQueryFilters``, an empty page that says
 ``hasNext``, a re-anchor that does not move) raises PullError 300 instead of looping forever.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,8 +137,9 @@ class ScanPaginator(_WindowedPaginator):
         filters: dict[str, Any] = {self.filter_field: {"gte": self.window.start_ms, "lte": self.window.last_ms}}
         limit = self.limit
         empty_pages = 0
+        order = {"sortField": self.filter_field, "sortDirection": "asc"}
         while True:
-            page = fetch({"filters": filters, "isScan": True, "limit": limit})
+            page = fetch({"filters": filters, "isScan": True, "limit": limit, **order})
             self._note_page(page)
             data = _page_data(page)
             admitted = 0
@@ -153,7 +158,9 @@ class ScanPaginator(_WindowedPaginator):
                     raise PullError(300, "nextQueryFilters repeats the previous filters: the scan makes no progress")
                 filters = next_filters
                 continue
-            # hasNext without nextQueryFilters: walk on by time from the last timestamp yielded.
+            # hasNext without nextQueryFilters: walk on by time from the last timestamp yielded, which only finds
+            # the rest if the page came in that order.
+            self._check_ascending(data)
             if not admitted:
                 if limit >= SCAN_MAX_PAGE_SIZE:
                     raise PullError(
@@ -165,6 +172,15 @@ class ScanPaginator(_WindowedPaginator):
             anchor = self.dedupe.last_ts if self.dedupe.last_ts is not None else self.window.start_ms
             log.info("activities: hasNext without nextQueryFilters; walking on from timestamp %d", anchor)
             filters = {self.filter_field: {"gte": anchor, "lte": self.window.last_ms}}
+
+    def _check_ascending(self, data: list[dict[str, Any]]) -> None:
+        stamps = [_timestamp(record, self.time_field) for record in data]
+        if any(later < earlier for earlier, later in itertools.pairwise(stamps)):
+            raise PullError(
+                300,
+                f"a page said hasNext without nextQueryFilters and is not in {self.time_field!r} order: walking on "
+                f"from its last {self.time_field!r} could skip records, so the window is not read",
+            )
 
 
 class SortedSkipPaginator(_WindowedPaginator):
@@ -222,13 +238,17 @@ class SortedSkipPaginator(_WindowedPaginator):
 
 
 class SnapshotPaginator:
-    """Entities and subnets: the whole collection, skip/limit until ``hasNext`` is false.
+    """Entities and subnets: the whole collection, skip/limit until ``hasNext`` is false, in a stated order.
 
     A snapshot has no timestamp to anchor on, so every ``_id`` is remembered (a snapshot is thousands of
     records, not millions) and a record shifted across a page boundary while paging is not doubled.
+
+    :param sort_field: the documented field the pages are sorted on, ascending (entities: ``date``, when the entity
+        was created, so that entities added while paging come last).
     """
 
-    def __init__(self, *, stats: FetchStats, page_size: int = SKIP_PAGE_SIZE) -> None:
+    def __init__(self, *, sort_field: str, stats: FetchStats, page_size: int = SKIP_PAGE_SIZE) -> None:
+        self.sort_field = sort_field
         self.stats = stats
         self.page_size = page_size
 
@@ -236,7 +256,7 @@ class SnapshotPaginator:
         seen: set[str] = set()
         skip = 0
         while True:
-            page = fetch({"skip": skip, "limit": self.page_size})
+            page = fetch({"skip": skip, "limit": self.page_size, "sortField": self.sort_field, "sortDirection": "asc"})
             self.stats.pages += 1
             if self.stats.api_total is None and isinstance(page.get("total"), int):
                 self.stats.api_total = page["total"]

@@ -23,6 +23,8 @@ class FetchStats:
     #: The API's own ``total`` from the first page: an estimate, reported, never used as a loop bound.
     api_total: int | None = None
     duplicates_dropped: int = 0
+    #: Records read again because they changed in the window after they were first read (alerts resolved).
+    changes: int = 0
     out_of_window_dropped: int = 0
     rate_limit_wait_seconds: float = 0.0
     elapsed_seconds: float = 0.0
@@ -37,7 +39,8 @@ class FetchStats:
         return (
             f"{self.service}: {self.records} records (API total {self.api_total}) in {self.pages} pages, "
             f"{self.requests} requests, {self.retries} retries, {self.throttled} throttled, "
-            f"{self.duplicates_dropped} duplicates dropped, {self.out_of_window_dropped} out of window dropped, "
+            f"{self.changes} read again as changed, {self.duplicates_dropped} duplicates dropped, "
+            f"{self.out_of_window_dropped} out of window dropped, "
             f"{self.elapsed_seconds:.3f} s ({rate:.0f} records/s)"
         )
 

@@ -193,6 +193,7 @@ def _service_config(name: str, merged: dict[str, _Setting], problems: list[str])
         historic_date_utc=get("historic_date_utc", functools.partial(_historic_date, required=enabled)),
         lag=get("lag", parse_duration),
         page_size=get("page_size", functools.partial(_page_size, name)),
+        on_expired_window=merged["on_expired_window"][0],
         flatten=bool(merged["flatten"][0]) and SERVICES[name].flattened,
         max_events_per_alert=merged["max_events_per_alert"][0],
         obfuscation=obfuscation,

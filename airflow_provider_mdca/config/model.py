@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from airflow_provider_mdca.config.durations import format_duration
 from airflow_provider_mdca.config.schema import SETTINGS
-from airflow_provider_mdca.services import SERVICES
+from airflow_provider_mdca.services import SERVICES, ExpiredWindow
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 
 __all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig"]
@@ -30,6 +30,7 @@ def _builtin_defaults(service: str) -> dict[str, Any]:
         "historic_date_utc": None,
         "lag": _seconds(SERVICES[service].default_lag),
         "page_size": None,
+        "on_expired_window": "error",
         "flatten": SERVICES[service].flattened,
         "max_events_per_alert": 1_000,
         "obfuscation": [],
@@ -79,6 +80,9 @@ class ServiceConfig:
     lag: timedelta
     #: Records per request; None: the service's default (5000 for activities' scan, 100 for the others).
     page_size: int | None
+    #: A window that starts before what MDCA keeps (activities: about 30 days): ``error`` refuses it naming the
+    #: limit, ``warn`` logs it and reads what is left. Never a silent empty window.
+    on_expired_window: ExpiredWindow
     #: Alerts only: one event per combination of related entities. Always False for the other services.
     flatten: bool
     max_events_per_alert: int

@@ -43,6 +43,10 @@ SETTINGS: Final[dict[str, Any]] = {
         },
         "lag": _DURATION,
         "page_size": {"x-expected": "a whole number of records per request, or null", "type": ["integer", "null"]},
+        "on_expired_window": {
+            "x-expected": "'error' (refuse a window older than MDCA keeps) or 'warn' (read what is left)",
+            "enum": ["error", "warn"],
+        },
         "flatten": {"type": "boolean"},
         "max_events_per_alert": {"type": "integer", "minimum": 1},
         "obfuscation": {

@@ -14,7 +14,7 @@ from airflow_provider_mdca.connections.forms import (
     form_widgets,
 )
 from airflow_provider_mdca.errors import MdcaProviderError
-from airflow_provider_mdca.services import SERVICES
+from airflow_provider_mdca.services import SERVICES, ExpiredWindow
 
 __all__ = ["MdcaHook"]
 
@@ -60,13 +60,21 @@ class MdcaHook(BaseHook):
             self._client = MdcaClient(self.get_config(), secret_sink=mask_secret)
         return self._client
 
-    def fetch(self, service: str, start: datetime, end: datetime, *, page_size: int | None = None) -> RecordStream:
+    def fetch(
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int | None = None,
+        on_expired_window: ExpiredWindow = "error",
+    ) -> RecordStream:
         """Every record of ``service`` in the half-open window ``[start, end)``, streamed.
 
         ``entities`` and ``data_enrichment`` are snapshots: the window is ignored. The returned stream's ``stats``
         are this fetch's figures, final once the stream is exhausted.
         """
-        return self.get_conn().fetch(service, start, end, page_size=page_size)
+        return self.get_conn().fetch(service, start, end, page_size=page_size, on_expired_window=on_expired_window)
 
     def test_connection(self) -> tuple[bool, str]:
         """Get a token, then ask each service for one record. Used by the UI's Test button and the CLI."""

@@ -9,7 +9,7 @@ from airflow_provider_mdca._compat import BaseOperator, Context
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_base
 from airflow_provider_mdca.pipeline import fetch_to_stage
-from airflow_provider_mdca.services import get_service
+from airflow_provider_mdca.services import ExpiredWindow, get_service
 from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES, window_dir
 
 __all__ = [
@@ -43,6 +43,8 @@ class MdcaFetchOperator(BaseOperator):
     :param staging_url: the staging base URL; default ``[mdca] staging_url``, else ``file://$AIRFLOW_HOME/mdca/staging``.
     :param staging_conn_id: the connection of an object store used as staging (e.g. ADLS for ``abfs://``).
     :param page_size: records per request (the service's default when None).
+    :param on_expired_window: a window older than MDCA keeps (activities: about 30 days) is an error naming the limit
+        (``error``), or a warning and whatever the API still has (``warn``).
     :param max_part_bytes: the size bound of one staged part, uncompressed.
     """
 
@@ -63,6 +65,7 @@ class MdcaFetchOperator(BaseOperator):
         staging_url: str | None = None,
         staging_conn_id: str | None = None,
         page_size: int | None = None,
+        on_expired_window: ExpiredWindow = "error",
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
         **kwargs: Any,
     ) -> None:
@@ -77,6 +80,9 @@ class MdcaFetchOperator(BaseOperator):
         self.staging_url = staging_url
         self.staging_conn_id = staging_conn_id
         self.page_size = page_size
+        if on_expired_window not in ("error", "warn"):
+            raise ValueError(f"on_expired_window must be 'error' or 'warn', got {on_expired_window!r}")
+        self.on_expired_window: ExpiredWindow = on_expired_window
         self.max_part_bytes = max_part_bytes
 
     def execute(self, context: Context) -> str:
@@ -87,7 +93,9 @@ class MdcaFetchOperator(BaseOperator):
         window = window_dir(staging_base(self.staging_url, self.staging_conn_id), self.service_name, start, end)
         hook = MdcaHook(mdca_conn_id=self.mdca_conn_id)
         self.log.info("Fetching %s for the window [%s, %s) into %s", self.service_name, start, end, window)
-        records = hook.fetch(self.service_name, start, end, page_size=self.page_size)
+        records = hook.fetch(
+            self.service_name, start, end, page_size=self.page_size, on_expired_window=self.on_expired_window
+        )
         manifest, summary = fetch_to_stage(
             records,
             window,

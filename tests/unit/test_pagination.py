@@ -47,7 +47,13 @@ class TestScanPaginator:
         )
         ids, stats = scan(fetch)
         assert ids == ["a", "b", "c"]
-        assert fetch.bodies[0] == {"filters": {"date": {"gte": 1_000, "lte": 1_999}}, "isScan": True, "limit": 500}
+        assert fetch.bodies[0] == {
+            "filters": {"date": {"gte": 1_000, "lte": 1_999}},
+            "isScan": True,
+            "limit": 500,
+            "sortField": "date",
+            "sortDirection": "asc",
+        }
         assert fetch.bodies[1]["filters"] == nqf
         assert (stats.pages, stats.api_total) == (2, 3)
 
@@ -68,6 +74,13 @@ class TestScanPaginator:
         ids, _ = scan(fetch)
         assert ids == ["a", "b", "c", "d"]
         assert fetch.bodies[1]["filters"] == {"date": {"gte": 1_200, "lte": 1_999}}
+
+    def test_time_walk_refuses_a_page_out_of_order_rather_than_finish_early(self):
+        # Newest first: walking on from the last record (the oldest) would read the window again, or, walking from
+        # the newest, skip the older records the server has not sent yet.
+        fetch = Canned({"data": [rec("b", 1_300), rec("a", 1_100)], "hasNext": True})
+        with pytest.raises(PullError, match="not in 'timestamp' order"):
+            scan(fetch)
 
     def test_time_walk_grows_the_page_when_one_timestamp_fills_it(self):
         cluster = [rec(f"x{i}", 1_200) for i in range(3)]
@@ -191,14 +204,15 @@ class TestSnapshotPaginator:
             {"data": [{"_id": "2"}, {"_id": "3"}], "hasNext": False},
         )
         stats = FetchStats()
-        ids = [r["_id"] for r in SnapshotPaginator(stats=stats, page_size=2).records(fetch)]
+        ids = [r["_id"] for r in SnapshotPaginator(sort_field="date", stats=stats, page_size=2).records(fetch)]
         assert ids == ["1", "2", "3"]
         assert [b["skip"] for b in fetch.bodies] == [0, 2]
+        assert all((b["sortField"], b["sortDirection"]) == ("date", "asc") for b in fetch.bodies)
         assert (stats.duplicates_dropped, stats.api_total, stats.pages) == (1, 3, 2)
 
     def test_missing_data_list_is_an_error(self):
         with pytest.raises(PullError, match="'data' list"):
-            list(SnapshotPaginator(stats=FetchStats()).records(Canned({"hasNext": False})))
+            list(SnapshotPaginator(sort_field="name", stats=FetchStats()).records(Canned({"hasNext": False})))
 
 
 def test_airflow_pendulum_bounds_convert_like_plain_datetimes():

@@ -31,6 +31,11 @@ def test_each_service_is_what_the_table_says(name):
         expected.flattened,
     )
     assert service.devo_table == expected.devo_table
+    assert (service.sort_field, service.retention, service.changes_filter) == (
+        expected.sort_field,
+        expected.retention,
+        expected.changes_filter,
+    )
 
 
 def test_page_sizes_are_mdcas_documented_limits():
