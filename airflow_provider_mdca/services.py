@@ -184,8 +184,10 @@ SERVICES: dict[str, Service] = {
                 endpoint="api/v1/files/",
                 paging=Paging.SORTED_SKIP,
                 auth=AuthKind.LEGACY_TOKEN,
-                filter_field="modifiedDate",
-                time_field="modifiedDate",
+                # Windows on when MDCA updated its record of the file (its scan of the cloud app saw the change),
+                # not on the app's own modifiedDate: MDCA learns of a modification hours or days later.
+                filter_field="snapshotLastModifiedDate",
+                time_field="snapshotLastModifiedDate",
                 permission_hint=_FILES_TOKEN,
                 default_period=timedelta(hours=1),
                 default_lag=_LAG,

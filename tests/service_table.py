@@ -96,13 +96,13 @@ SERVICE_TABLE: dict[str, Expected] = {
         Expected(
             "files",
             "api/v1/files/",
-            "modifiedDate",
-            "modifiedDate",
+            "snapshotLastModifiedDate",  # when MDCA's scan of the app saw the change, not the app's own modifiedDate
+            "snapshotLastModifiedDate",
             "legacy_token",
             "sorted_skip",
             timedelta(hours=1),
             _LAG,
-            "modifiedDate",
+            "snapshotLastModifiedDate",
         ),
     )
 }

@@ -18,6 +18,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_mdca.client.stats import FetchStats
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FetchPage = Callable[[dict[str, Any]], dict[str, Any]]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SKIP_PAGE_SIZE = Paging.SORTED_SKIP.max_page_size
 SCAN_MAX_PAGE_SIZE = Paging.SCAN.max_page_size
 _MAX_EMPTY_PAGES = 3  # consecutive empty pages that still say hasNext before we call it a loop
@@ -82,10 +84,24 @@ class _BoundaryDedupe:
 
 
 def _timestamp(record: dict[str, Any], time_field: str) -> int:
+    """The record's ``time_field`` in epoch ms: MDCA writes most instants as ms, a few as ISO 8601 text."""
     value = record.get(time_field)
+    if isinstance(value, str):
+        return _iso_ms(value, record, time_field)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PullError(300, f"record {record.get('_id')!r} has no numeric {time_field!r} timestamp")
     return int(value)
+
+
+def _iso_ms(text: str, record: dict[str, Any], time_field: str) -> int:
+    """``2026-11-28T12:00:00.250Z`` (or with an offset) as epoch ms; a time without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise PullError(300, f"record {record.get('_id')!r} has no {time_field!r} timestamp: {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _page_data(page: dict[str, Any]) -> list[dict[str, Any]]:

@@ -223,3 +223,31 @@ def test_airflow_pendulum_bounds_convert_like_plain_datetimes():
     moment = pendulum.datetime(2026, 11, 2, 11, 55, 0, 250_001, tz="Europe/Madrid")
     plain = datetime(2026, 11, 2, 10, 55, 0, 250_001, tzinfo=timezone.utc)
     assert to_epoch_ms(moment) == to_epoch_ms(plain) == 1_793_616_900_251  # calendar.timegm, plus 250.001 ms rounded up
+
+
+def test_a_window_field_written_as_iso_text_is_read_as_milliseconds():
+    # Files carry snapshotLastModifiedDate as ISO 8601 text; filters speak epoch milliseconds.
+    stats = FetchStats(service="files")
+    pager = SortedSkipPaginator(
+        Window(1_000, 2_000),
+        filter_field="snapshotLastModifiedDate",
+        time_field="snapshotLastModifiedDate",
+        stats=stats,
+    )
+    fetch = Canned(
+        {
+            "data": [
+                {"_id": "in", "snapshotLastModifiedDate": "1970-01-01T00:00:01.500Z"},
+                {"_id": "after", "snapshotLastModifiedDate": "1970-01-01T00:00:02+00:00"},
+            ],
+            "hasNext": False,
+        }
+    )
+    assert [r["_id"] for r in pager.records(fetch)] == ["in"] and stats.out_of_window_dropped == 1
+    bad = Canned({"data": [{"_id": "x", "snapshotLastModifiedDate": "yesterday"}], "hasNext": False})
+    with pytest.raises(PullError, match="has no 'snapshotLastModifiedDate' timestamp: 'yesterday'"):
+        list(
+            SortedSkipPaginator(WINDOW, filter_field="f", time_field="snapshotLastModifiedDate", stats=stats).records(
+                bad
+            )
+        )
