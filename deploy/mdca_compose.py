@@ -252,7 +252,7 @@ def connections(info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "extra": {
                 "transport": "tls",
                 "cert": devo["client_cert"],
-                "key": devo["client_key"],
+                "private_key": devo["client_key"],
                 "chain": devo["ca_bundle"],
             },
         },

@@ -17,8 +17,8 @@ import msal.exceptions
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.connections.mdca import MDCA_SCOPE, MdcaConfig
+from airflow_provider_mdca.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.errors import SetupError
 from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.retry import (
@@ -91,7 +91,7 @@ class _RecordingHttpClient:
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        # Per request, as requests would resolve them from the environment (client/environment.py): the client's
+        # Per request, as requests would resolve them from the environment (environment.py): the client's
         # session does not read the environment itself.
         kwargs.setdefault("verify", environment_verify(self._session.verify))
         kwargs.setdefault("proxies", environment_proxies(url))

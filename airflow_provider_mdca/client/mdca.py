@@ -68,7 +68,7 @@ class MdcaClient:
     ) -> None:
         self.config = config
         self._session = requests.Session()
-        self._session.trust_env = False  # proxies and the CA bundle are read once: client/environment.py
+        self._session.trust_env = False  # proxies and the CA bundle are read once: environment.py
         self._session.verify = config.verify
         self._session.headers["User-Agent"] = _USER_AGENT
         self._sleep = sleep

@@ -21,10 +21,10 @@ import requests
 
 from airflow_provider_mdca import json_codec
 from airflow_provider_mdca.client.auth import MdcaAuth
-from airflow_provider_mdca.client.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.client.ratelimit import RateLimiter
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.connections.mdca import MdcaConfig
+from airflow_provider_mdca.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.errors import PullError
 from airflow_provider_mdca.retry import (
     RetryableError,
@@ -124,7 +124,7 @@ class Transport:
 
     def _attempt(self, url: str, body: dict[str, Any], *, auth: MdcaAuth, context: RequestContext) -> dict[str, Any]:
         try:
-            # verify and proxies per request, as the environment gave them once (client/environment.py).
+            # verify and proxies per request, as the environment gave them once (environment.py).
             response = self._session.post(
                 url,
                 json=body,
@@ -134,6 +134,8 @@ class Transport:
                 proxies=self._proxies,
             )
             content = response.content  # read it all here, so a cut connection is a retry, not a crash later
+        except requests.exceptions.InvalidHeader:
+            raise _invalid_header(url, context) from None
         except requests.RequestException as exc:
             if is_tls_verification_error(exc):
                 raise PullError(
@@ -145,6 +147,10 @@ class Transport:
                     remedy="set the connection's extra.verify to the CA bundle that signs the server's certificate",
                 ) from None
             raise RetryableError(f"{exc.__class__.__name__}: {exc}") from None
+        except ValueError:
+            # http.client refuses a header value holding a line break; its message would show the header, and so
+            # the credential in it.
+            raise _invalid_header(url, context) from None
 
         status = response.status_code
         verdict = classify_status(status)
@@ -195,6 +201,17 @@ class Transport:
         if exc.status is not None:
             return PullError(305, detail, status=exc.status, body=exc.body or None, **common)
         return PullError(300, detail, **common)
+
+
+def _invalid_header(url: str, context: RequestContext) -> PullError:
+    return PullError(
+        300,
+        "a request header holds a character HTTP does not allow (the header is not shown: it carries a credential)",
+        service=context.service,
+        window=context.window,
+        url=url,
+        remedy="set the connection's credentials again without line breaks or control characters",
+    )
 
 
 def _decoded(content: bytes) -> dict[str, Any]:

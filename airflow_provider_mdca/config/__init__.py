@@ -6,7 +6,7 @@ service registry)::
 
     defaults:
       historic_date_utc: 2026-01-01T00:00:00Z   # the first window: every DAG's start date
-      obfuscation_key_variable: mdca_obfuscation_key
+      obfuscation_key_variable: mdca_obfuscation_secret
     services:
       alerts: {period: 10m, max_events_per_alert: 500}
       files: {enabled: false}

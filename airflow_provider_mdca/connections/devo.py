@@ -1,7 +1,13 @@
-"""The Devo sender's configuration: a typed, validated view of a ``devo`` connection."""
+"""The Devo sender's configuration: a typed, validated view of a ``devo`` connection.
+
+The client certificate's private key lives in the extra ``private_key``, a name Airflow's secrets masker hides in
+logs, the REST API and the UI; the older name ``key`` is still read, with a warning. No certificate, key or chain
+value is ever written into a message: a value that is neither PEM nor a file is named by its field only.
+"""
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,20 +15,27 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca.connections.parsing import field_error, parse_extra, parse_verify
+from airflow_provider_mdca.connections.parsing import credential, field_error, parse_extra, parse_verify
+from airflow_provider_mdca.redaction import register_secret
 
 __all__ = ["DEFAULT_BATCH_BYTES", "DevoConfig"]
 
 DEFAULT_BATCH_BYTES = 8 * 2**20  # well under the HTTP API's 32 MB per request
 MAX_HTTP_BATCH_BYTES = 32 * 2**20
 _PEM_MARKER = "-----BEGIN"
+#: The extra holding the client certificate's private key: Airflow masks extras whose name holds "private_key".
+KEY_EXTRA = "private_key"
+_DEPRECATED_KEY_EXTRA = "key"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DevoConfig:
     """Everything a sender needs to reach Devo. Secrets are excluded from ``repr``.
 
-    ``cert``, ``key`` and ``chain`` hold PEM text or a file path; :meth:`pem` reads either.
+    ``cert``, ``key`` (from the extra ``private_key``) and ``chain`` hold PEM text or a file path; :meth:`pem` reads
+    either. With a ``chain``, only that chain is trusted for the relay, not the system's CAs.
     """
 
     transport: Literal["tls", "http"]
@@ -45,10 +58,13 @@ class DevoConfig:
 
     @staticmethod
     def pem(value: str) -> bytes:
-        """The PEM bytes of a field that holds PEM text or a file path."""
-        if value.lstrip().startswith(_PEM_MARKER):
-            return value.encode()
-        return Path(value).read_bytes()
+        """The PEM bytes of a field that holds PEM text or a file path.
+
+        Text before the first ``-----BEGIN`` line (a byte-order mark, ``openssl pkcs12``'s "Bag Attributes") is
+        dropped, as OpenSSL's own PEM reader skips it.
+        """
+        text = _pem_text(value)
+        return text.encode() if text is not None else Path(value).read_bytes()
 
     @classmethod
     def from_connection(
@@ -75,10 +91,11 @@ class DevoConfig:
             raise fail("host", "required: the relay host (tls) or the HTTP endpoint URL (http)")
         tuning = _tuning(ext, fail)
         if transport == "tls":
-            for name in ("cert", "key"):
-                if not ext(name):
-                    raise fail(f"extra.{name}", "required for the tls transport: PEM text or a file path")
-                _check_pem(ext(name), f"extra.{name}", fail)
+            key_name, key = _private_key(ext, conn_id)
+            for name, value in (("extra.cert", ext("cert")), (f"extra.{key_name}", key)):
+                if not value:
+                    raise fail(name, "required for the tls transport: PEM text or a file path")
+                _check_pem(value, name, fail)
             if ext("chain"):
                 _check_pem(ext("chain"), "extra.chain", fail)
             if "://" in host:
@@ -88,7 +105,7 @@ class DevoConfig:
                 host=host,
                 port=int(port or 443),
                 cert=ext("cert"),
-                key=ext("key"),
+                key=key,
                 chain=ext("chain"),
                 hostname=_hostname(ext("hostname"), fail),
                 **tuning,
@@ -98,12 +115,13 @@ class DevoConfig:
             raise fail("host", "the http transport needs the endpoint URL, e.g. https://http-us.devo.io")
         if not password:
             raise fail("password", "required for the http transport: the HTTP ingestion token")
+        token = credential(password, "password", fail)
         if not ext("domain"):
             raise fail("extra.domain", "required for the http transport: the Devo domain")
         return cls(
             transport="http",
             host=host.rstrip("/"),
-            token=password,
+            token=token,
             domain=str(ext("domain")),
             hostname=_hostname(ext("hostname"), fail),
             verify=parse_verify(ext("verify"), fail),
@@ -111,13 +129,34 @@ class DevoConfig:
         )
 
 
+def _private_key(ext: Any, conn_id: str) -> tuple[str, Any]:
+    """The extra holding the private key and its value; registered as a secret before anything parses it."""
+    value, name = ext(KEY_EXTRA), KEY_EXTRA
+    if value is None and ext(_DEPRECATED_KEY_EXTRA) is not None:
+        value, name = ext(_DEPRECATED_KEY_EXTRA), _DEPRECATED_KEY_EXTRA
+        log.warning(
+            "devo connection %r: the extra 'key' is deprecated, because Airflow shows an extra of that name to "
+            "anyone who may read connections; rename it to 'private_key', which Airflow masks",
+            conn_id,
+        )
+    if isinstance(value, str):
+        register_secret(value)
+    return name, value
+
+
+def _pem_text(value: str) -> str | None:
+    start = value.find(_PEM_MARKER)
+    return value[start:] if start >= 0 else None
+
+
 def _check_pem(value: Any, name: str, fail: Any) -> None:
+    # Never the value in a message: it may be a private key, pasted whole or in part.
     if not isinstance(value, str):
         raise fail(name, "must be PEM text or a file path")
-    if value.lstrip().startswith(_PEM_MARKER):
+    if _pem_text(value) is not None:
         return
-    if not Path(value).is_file():
-        raise fail(name, f"{value!r} is neither PEM text nor an existing file")
+    if "\n" in value or len(value) > 4096 or not Path(value).is_file():
+        raise fail(name, "is neither PEM text (it has no '-----BEGIN' line) nor the path of an existing file")
 
 
 def _hostname(value: Any, fail: Any) -> str:

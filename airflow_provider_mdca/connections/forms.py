@@ -81,7 +81,7 @@ DEVO_CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "tls: the domain's X.509 certificate, PEM text or a file path.",
         "schema": {"type": ["string", "null"], "format": "multiline"},
     },
-    "key": {
+    "private_key": {
         "label": "Client key",
         "description": "tls: the certificate's private key, PEM text or a file path.",
         "schema": {"type": ["string", "null"], "format": "password"},

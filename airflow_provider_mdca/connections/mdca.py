@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_mdca.connections.parsing import field_error, parse_extra, parse_verify
+from airflow_provider_mdca.connections.parsing import credential, field_error, parse_extra, parse_verify
 from airflow_provider_mdca.services import AuthKind, Paging, Service
 
 __all__ = ["DEFAULT_TOKEN_URL", "MDCA_SCOPE", "MdcaConfig"]
@@ -85,13 +85,15 @@ class MdcaConfig:
             raise fail("login", "required: the Entra ID application (client) ID")
         if not password:
             raise fail("password", "required: the Entra ID client secret")
+        login, password = credential(login, "login", fail), credential(password, "password", fail)
         tenant_id = ext("tenant_id")
         if not tenant_id or not isinstance(tenant_id, str):
             raise fail("extra.tenant_id", "required: the Entra ID directory (tenant) ID")
+        tenant_id = credential(tenant_id, "extra.tenant_id", fail)
         token_url = _https_url(ext("token_url") or DEFAULT_TOKEN_URL, "extra.token_url", fail)
         files_token = ext("files_access_token")
-        if files_token is not None and not isinstance(files_token, str):
-            raise fail("extra.files_access_token", "must be a string")
+        if files_token is not None:
+            files_token = credential(files_token, "extra.files_access_token", fail)
 
         kwargs: dict[str, Any] = {}
         for name, minimum in (

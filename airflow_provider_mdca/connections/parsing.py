@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_mdca.errors import InitVariablesError
+from airflow_provider_mdca.redaction import register_secret
 
-__all__ = ["Fail", "field_error", "parse_extra", "parse_verify"]
+__all__ = ["Fail", "credential", "field_error", "parse_extra", "parse_verify"]
 
 Fail = Callable[[str, str], InitVariablesError]
 
@@ -21,7 +22,8 @@ def field_error(conn_id: str) -> Fail:
     """A factory of errors for one connection: ``fail(field, reason)``."""
 
     def fail(field_name: str, reason: str) -> InitVariablesError:
-        return InitVariablesError(1, f"connection {conn_id!r} field {field_name}: {reason}")
+        # The field's name in quotes: "password: <reason>" has the shape of a secret and would be masked.
+        return InitVariablesError(1, f"connection {conn_id!r} field {field_name!r}: {reason}")
 
     return fail
 
@@ -55,3 +57,20 @@ def parse_verify(value: Any, fail: Fail) -> bool | str:
             raise fail("extra.verify", f"CA bundle {value!r} does not exist or is not a file")
         return value
     raise fail("extra.verify", f"must be true or a CA bundle path, got {value!r}")
+
+
+def credential(value: Any, name: str, fail: Fail) -> str:
+    """A secret as it can go into a header, a URL or a form: surrounding whitespace dropped, never shown.
+
+    A trailing line break (a secret pasted from a file or ``echo``) is dropped; a line break or another control
+    character inside the value is refused, naming the field and never the value: it could split a header (a
+    request smuggled by the credential) and no real secret holds one.
+    """
+    if not isinstance(value, str):
+        raise fail(name, "must be a string")
+    register_secret(value)
+    cleaned = value.strip()
+    register_secret(cleaned)
+    if any(ord(character) < 32 or ord(character) == 127 for character in cleaned):
+        raise fail(name, "holds a line break or another control character; set it again without one")
+    return cleaned

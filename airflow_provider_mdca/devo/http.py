@@ -15,6 +15,7 @@ import requests
 from airflow_provider_mdca import compression
 from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.devo.sender import Sender
+from airflow_provider_mdca.environment import environment_proxies, environment_verify
 from airflow_provider_mdca.errors import DeliveryError
 from airflow_provider_mdca.redaction import install_log_redaction, register_secret
 from airflow_provider_mdca.retry import (
@@ -39,7 +40,12 @@ class HttpStreamSender(Sender):
         register_secret(config.token)
         install_log_redaction("urllib3.connectionpool")
         self._session = requests.Session()
+        # Proxies and the CA bundle from the environment, resolved once (environment.py); never ~/.netrc, whose
+        # credentials requests would otherwise send to the Devo host.
+        self._session.trust_env = False
         self._session.headers["User-Agent"] = "airflow-provider-mdca"
+        self._proxies = environment_proxies(config.host)
+        self._verify = environment_verify(config.verify)
 
     def _url(self, tag: str) -> str:
         cfg = self.config
@@ -57,9 +63,8 @@ class HttpStreamSender(Sender):
     def _post(self, url: str, body: bytes, tag: str) -> requests.Response:
         headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
         try:
-            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session-level verify path.
             response = self._session.post(
-                url, data=body, headers=headers, timeout=self.config.timeout, verify=self.config.verify
+                url, data=body, headers=headers, timeout=self.config.timeout, verify=self._verify, proxies=self._proxies
             )
         except requests.RequestException as exc:
             if is_tls_verification_error(exc):

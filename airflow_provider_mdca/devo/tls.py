@@ -73,7 +73,7 @@ class TlsRelaySender(Sender):
             502,
             f"the relay refused the client certificate ({exc.reason or exc.__class__.__name__})",
             url=self.endpoint_for_errors(""),
-            remedy="check the connection's extra.cert and extra.key: the domain's certificate and key",
+            remedy="check the connection's extra.cert and extra.private_key: the domain's certificate and key",
         )
 
     def _connect(self) -> ssl.SSLSocket:
@@ -145,10 +145,14 @@ def _is_certificate_rejection(exc: ssl.SSLError) -> bool:
 def build_context(config: DevoConfig) -> ssl.SSLContext:
     """A client TLS context for the relay.
 
-    TLS >= 1.2, the relay verified against ``chain`` (system CAs when absent), hostname checked, and the
-    client certificate loaded from PEM text or files.
+    TLS >= 1.2, the relay verified against ``chain`` alone when it is set (the system's CAs only when it is not:
+    a chain names the one authority the relay's certificate must come from), hostname checked, and the client
+    certificate loaded from PEM text or files.
     """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if config.chain:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA loaded: only the chain below is trusted
+    else:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED

@@ -71,7 +71,7 @@ def devo_connection(devo: DevoEmulator) -> dict[str, Any]:
         "conn_type": "devo",
         "host": host,
         "port": port,
-        "extra": {"transport": "tls", "cert": str(cert), "key": str(key), "chain": str(devo.ca_bundle)},
+        "extra": {"transport": "tls", "cert": str(cert), "private_key": str(key), "chain": str(devo.ca_bundle)},
     }
 
 

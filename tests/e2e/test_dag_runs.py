@@ -96,7 +96,7 @@ def connections(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, devo:
         else:
             cert, key = devo.client_cert()
             host, port = devo.relay_address
-            extra = {"transport": "tls", "cert": str(cert), "key": str(key), "chain": str(devo.ca_bundle)}
+            extra = {"transport": "tls", "cert": str(cert), "private_key": str(key), "chain": str(devo.ca_bundle)}
             target = {"conn_type": "devo", "host": host, "port": port}
         target["extra"] = {**extra, "backoff_base": 0.01, "backoff_max": 0.05, **devo_extra}
         monkeypatch.setenv(f"AIRFLOW_CONN_{mdca_id.upper()}", json.dumps(mdca))

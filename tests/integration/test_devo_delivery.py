@@ -36,7 +36,7 @@ def tag() -> str:
 def tls_connection(devo: DevoEmulator, **extra: Any) -> dict[str, Any]:
     cert, key = devo.client_cert()
     host, port = devo.relay_address
-    fields = {"transport": "tls", "cert": str(cert), "key": str(key), "chain": str(devo.ca_bundle), **extra}
+    fields = {"transport": "tls", "cert": str(cert), "private_key": str(key), "chain": str(devo.ca_bundle), **extra}
     return {"conn_type": "devo", "host": host, "port": port, "extra": fields}
 
 
@@ -124,14 +124,14 @@ def test_an_untrusted_relay_certificate_is_refused_before_a_byte_is_sent(devo, t
 def test_a_missing_client_certificate_is_refused(devo, monkeypatch):
     conn = tls_connection(devo)
     del conn["extra"]["cert"]
-    with pytest.raises(InitVariablesError, match=r"field extra\.cert"):
+    with pytest.raises(InitVariablesError, match=r"field 'extra\.cert'"):
         hook_for(monkeypatch, conn).get_conn()
 
 
 def test_a_client_certificate_from_another_ca_is_refused_by_the_relay(devo, tag, monkeypatch, tmp_path):
     other_ca = CertificateAuthority.load_or_create(tmp_path / "other-ca")
     cert, key = other_ca.issue_client_cert("intruder")
-    hook = hook_for(monkeypatch, tls_connection(devo, cert=str(cert), key=str(key), max_retries=0))
+    hook = hook_for(monkeypatch, tls_connection(devo, cert=str(cert), private_key=str(key), max_retries=0))
     with pytest.raises(DeliveryError) as info:
         hook.send(tag, events(10))
     assert info.value.code == 502

@@ -59,7 +59,7 @@ def test_bad_fields_are_init_variables_error_1_naming_the_field(changes, field):
     with pytest.raises(InitVariablesError) as info:
         config(**changes)
     assert info.value.code == 1
-    assert f"field {field}:" in str(info.value)
+    assert f"field {field!r}:" in str(info.value)
     assert "mdca_default" in str(info.value)
     assert "pw-secret-1" not in str(info.value)
 

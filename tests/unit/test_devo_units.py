@@ -17,7 +17,7 @@ KEY = "-----BEGIN PRIVATE KEY-----\nsecret-key-material\n-----END PRIVATE KEY---
 
 def tls(**extra):
     return DevoConfig.from_connection(
-        host="collector-us.devo.io", port=None, password=None, extra={"cert": PEM, "key": KEY, **extra}
+        host="collector-us.devo.io", port=None, password=None, extra={"cert": PEM, "private_key": KEY, **extra}
     )
 
 
@@ -41,8 +41,14 @@ def test_http_config():
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: DevoConfig.from_connection(host="r", port=None, password=None, extra={"key": KEY}), "extra.cert"),
-        (lambda: DevoConfig.from_connection(host="r", port=None, password=None, extra={"cert": PEM}), "extra.key"),
+        (
+            lambda: DevoConfig.from_connection(host="r", port=None, password=None, extra={"private_key": KEY}),
+            "extra.cert",
+        ),
+        (
+            lambda: DevoConfig.from_connection(host="r", port=None, password=None, extra={"cert": PEM}),
+            "extra.private_key",
+        ),
         (lambda: tls(cert="/no/such/cert.pem"), "extra.cert"),
         (lambda: tls(chain="not pem and not a file"), "extra.chain"),
         (lambda: tls(transport="udp"), "extra.transport"),
@@ -64,7 +70,7 @@ def test_bad_fields_name_the_field(build, field):
     with pytest.raises(InitVariablesError) as info:
         build()
     assert info.value.code == 1
-    assert f"field {field}:" in str(info.value)
+    assert f"field {field!r}:" in str(info.value)
     assert "secret-key-material" not in str(info.value)
 
 

@@ -35,7 +35,7 @@ def test_a_missing_tenant_is_init_variables_error_naming_connection_and_field(mo
     with pytest.raises(InitVariablesError) as info:
         MdcaHook(mdca_conn_id="mdca_bad").get_conn()
     assert info.value.code == 1
-    assert "'mdca_bad' field extra.tenant_id" in str(info.value)
+    assert "'mdca_bad' field 'extra.tenant_id'" in str(info.value)
 
 
 def test_test_connection_reports_setup_errors_without_secrets(monkeypatch):
