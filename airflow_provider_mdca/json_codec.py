@@ -37,26 +37,34 @@ def encode(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON, without a line break.
 
     :raises TypeError: a value JSON cannot hold (e.g. an object of a class msgspec does not know).
+    :raises ValueError: the value is nested too deeply to write.
     """
     try:
-        return _ENCODER.encode(value)
-    except UnicodeEncodeError:
-        # A lone surrogate has no UTF-8 form; its escape reads back to the identical string.
-        return _ASCII_ENCODER.encode(_finite(value)).encode("ascii")
+        try:
+            return _ENCODER.encode(value)
+        except UnicodeEncodeError:
+            # A lone surrogate has no UTF-8 form; its escape reads back to the identical string.
+            return _ASCII_ENCODER.encode(_finite(value)).encode("ascii")
+    except RecursionError:
+        raise ValueError("the value is nested too deeply to write as JSON") from None
 
 
 def decode(data: bytes | str) -> Any:
     """The value of one JSON text.
 
     :raises ValueError: the text is not JSON (a :class:`json.JSONDecodeError`, or a :class:`UnicodeDecodeError`
-        for bytes that are not UTF-8), with the position where it went wrong.
+        for bytes that are not UTF-8), with the position where it went wrong; or it is nested too deeply to read
+        (a hostile or broken server's answer must not end in a RecursionError).
     """
     try:
-        return _DECODER.decode(data)
-    except msgspec.DecodeError:
-        # What msgspec refuses but the standard library reads: lone surrogates, NaN/Infinity, numbers beyond a
-        # double (1e400). Anything else fails here too, with json's message and position.
-        return json.loads(data, parse_constant=_null, parse_float=_finite_float)
+        try:
+            return _DECODER.decode(data)
+        except msgspec.DecodeError:
+            # What msgspec refuses but the standard library reads: lone surrogates, NaN/Infinity, numbers beyond a
+            # double (1e400). Anything else fails here too, with json's message and position.
+            return json.loads(data, parse_constant=_null, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to read") from None
 
 
 def _null(_constant: str) -> None:

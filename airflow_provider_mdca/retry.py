@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import math
 import random
 import ssl
 from dataclasses import dataclass
@@ -167,8 +168,8 @@ class RetryState:
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or bad.
 
-    >>> parse_retry_after("7")
-    7.0
+    >>> parse_retry_after("7"), parse_retry_after("-3"), parse_retry_after("nan"), parse_retry_after("inf")
+    (7.0, 0.0, None, None)
     >>> parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=datetime(2015, 10, 21, 7, 28, tzinfo=timezone.utc))
     10.0
     """
@@ -177,6 +178,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     value = value.strip()
     try:
         seconds = float(value)
+        if not math.isfinite(seconds):
+            return None  # "nan", "inf": no usable wait; the caller's default applies
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)

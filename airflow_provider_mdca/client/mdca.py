@@ -24,6 +24,7 @@ from airflow_provider_mdca.client.stats import FetchStats, RecordStream
 from airflow_provider_mdca.client.transport import RequestContext, Transport
 from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError, error_context
+from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
@@ -169,7 +170,7 @@ class MdcaClient:
                 for record in self._paginator(svc, window, stats, page_size).records(fetch):
                     stats.records += 1
                     if svc.changes_filter:
-                        read.add(str(record.get("_id")))
+                        read.add(record_key(record))
                     yield record
                 if svc.changes_filter:
                     yield from self._changes(svc, window, stats, fetch, read)
@@ -186,7 +187,7 @@ class MdcaClient:
             window, filter_field=svc.changes_filter, time_field=svc.changes_field, stats=stats
         )
         for record in changed.records(fetch):
-            if str(record.get("_id")) in read:
+            if record_key(record) in read:
                 continue  # read above in its changed state already: one event for it in this window
             stats.records += 1
             stats.changes += 1

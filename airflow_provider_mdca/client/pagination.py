@@ -8,13 +8,21 @@ records that share a millisecond.
 Every request states its ``sortField`` and ``sortDirection`` (ascending): MDCA's default order is undocumented, and
 newest first would defeat every cursor here.
 
-Loop guards: a page that makes no progress (identical ``nextQueryFilters``, an empty page that says
-``hasNext``, a re-anchor that does not move) raises PullError 300 instead of looping forever.
+Loop guards, so that a hostile or broken server ends a fetch with PullError 300 naming the rule it broke, never
+loops (nothing is staged from a fetch that fails):
+
+- every page that says ``hasNext`` must move the cursor: a later value of the window field, or new ids at the last
+  one (a snapshot: new ids). Records older than the cursor are repeats: a window is read after it has passed, on
+  when MDCA stored its records, so nothing new can sort before what was read already;
+- ``nextQueryFilters`` may neither repeat earlier filters nor move the window field's lower bound backwards;
+- pages are bounded by the API's own ``total`` (with room for it being an estimate);
+- the time-walk grows its page at most to 5,000 records, and a re-anchor must move.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ from typing import Any
 
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
+from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.services import SKIP_CEILING, Paging
 
 __all__ = [
@@ -41,6 +50,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SKIP_PAGE_SIZE = Paging.SORTED_SKIP.max_page_size
 SCAN_MAX_PAGE_SIZE = Paging.SCAN.max_page_size
 _MAX_EMPTY_PAGES = 3  # consecutive empty pages that still say hasNext before we call it a loop
+# Pages a fetch may read beyond what the API's total fills: total is an estimate, so twice as many, plus slack.
+_TOTAL_PAGE_FACTOR = 2
+_SLACK_PAGES = 10
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class _BoundaryDedupe:
 
     def admit(self, record: dict[str, Any], ts: int) -> bool:
         """Whether ``record``, whose timestamp is ``ts``, is new (the caller has read ``ts`` already)."""
-        rid = str(record.get("_id"))
+        rid = record_key(record)
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
             self.ids_at_last_ts = {rid}
@@ -78,9 +90,14 @@ class _BoundaryDedupe:
                 return False
             self.ids_at_last_ts.add(rid)
             return True
-        # Older than the boundary: only a repeated page or a misbehaving server sends these. We cannot tell
-        # a repeat from a straggler without remembering every id, so let it through (never lose a record).
-        return True
+        # Older than the cursor: a repeat. The window has passed and is on when MDCA stored its records, and the
+        # pages are sorted on that field: a record that sorts before what was read was read already.
+        return False
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """How far the cursor is: the last value and how many ids share it; it only grows."""
+        return (-1 if self.last_ts is None else self.last_ts, len(self.ids_at_last_ts))
 
 
 def _timestamp(record: dict[str, Any], time_field: str) -> int:
@@ -108,7 +125,34 @@ def _page_data(page: dict[str, Any]) -> list[dict[str, Any]]:
     data = page.get("data")
     if not isinstance(data, list):
         raise PullError(300, "the API answered without a 'data' list")
+    if not all(isinstance(record, dict) for record in data):
+        raise PullError(300, "the API's 'data' list holds something that is not a record (a JSON object)")
     return data
+
+
+class _PageBudget:
+    """Bounds a fetch's pages by the API's ``total``: an estimate, so with room, but never unbounded."""
+
+    def __init__(self, stats: FetchStats) -> None:
+        self.stats = stats
+        self.cap: int | None = None
+
+    def note(self, page: dict[str, Any], page_size: int) -> None:
+        """Count one page; PullError 300 when there are more than the API's total could fill."""
+        stats = self.stats
+        stats.pages += 1
+        total = page.get("total")
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            if stats.api_total is None:
+                stats.api_total = total
+            if self.cap is None:
+                self.cap = _TOTAL_PAGE_FACTOR * -(-total // max(page_size, 1)) + _SLACK_PAGES
+        if self.cap is not None and stats.pages > self.cap:
+            raise PullError(
+                300,
+                f"{stats.pages} pages read, more than the API's total of {stats.api_total} records could fill "
+                f"({self.cap} pages allowed): the server keeps saying hasNext",
+            )
 
 
 class _WindowedPaginator:
@@ -118,6 +162,7 @@ class _WindowedPaginator:
         self.time_field = time_field
         self.stats = stats
         self.dedupe = _BoundaryDedupe()
+        self.budget = _PageBudget(stats)
 
     def _admit(self, record: dict[str, Any]) -> bool:
         ts = _timestamp(record, self.time_field)
@@ -130,10 +175,18 @@ class _WindowedPaginator:
             return False
         return True
 
-    def _note_page(self, page: dict[str, Any]) -> None:
-        self.stats.pages += 1
-        if self.stats.api_total is None and isinstance(page.get("total"), int):
-            self.stats.api_total = page["total"]
+    def _page(self, page: dict[str, Any], page_size: int) -> list[dict[str, Any]]:
+        """The page's records, counted against the budget."""
+        self.budget.note(page, page_size)
+        return _page_data(page)
+
+    def _check_moved(self, before: tuple[int, int], what: str) -> None:
+        if self.dedupe.position <= before:
+            raise PullError(
+                300,
+                f"{what} said hasNext but moved no cursor: its records were repeats, older than those read, or "
+                "outside the window",
+            )
 
 
 class ScanPaginator(_WindowedPaginator):
@@ -154,10 +207,11 @@ class ScanPaginator(_WindowedPaginator):
         limit = self.limit
         empty_pages = 0
         order = {"sortField": self.filter_field, "sortDirection": "asc"}
+        asked = {_canonical(filters)}
         while True:
             page = fetch({"filters": filters, "isScan": True, "limit": limit, **order})
-            self._note_page(page)
-            data = _page_data(page)
+            data = self._page(page, limit)
+            before = self.dedupe.position
             admitted = 0
             for record in data:
                 if self._admit(record):
@@ -170,8 +224,9 @@ class ScanPaginator(_WindowedPaginator):
                 raise PullError(300, f"{empty_pages} empty pages in a row that still say hasNext")
             next_filters = page.get("nextQueryFilters")
             if next_filters:
-                if next_filters == filters and not admitted:
-                    raise PullError(300, "nextQueryFilters repeats the previous filters: the scan makes no progress")
+                self._check_next_filters(filters, next_filters, asked)
+                if data:
+                    self._check_moved(before, f"scan page {self.stats.pages}")
                 filters = next_filters
                 continue
             # hasNext without nextQueryFilters: walk on by time from the last timestamp yielded, which only finds
@@ -188,6 +243,19 @@ class ScanPaginator(_WindowedPaginator):
             anchor = self.dedupe.last_ts if self.dedupe.last_ts is not None else self.window.start_ms
             log.info("activities: hasNext without nextQueryFilters; walking on from timestamp %d", anchor)
             filters = {self.filter_field: {"gte": anchor, "lte": self.window.last_ms}}
+
+    def _check_next_filters(self, current: dict[str, Any], following: Any, asked: set[str]) -> None:
+        if not isinstance(following, dict):
+            raise PullError(300, "nextQueryFilters is not a JSON object of filters")
+        key = _canonical(following)
+        if key in asked:
+            raise PullError(300, "nextQueryFilters repeats filters already asked: the scan makes no progress")
+        asked.add(key)
+        before, after = _lower_bound(current, self.filter_field), _lower_bound(following, self.filter_field)
+        if before is not None and after is not None and after < before:
+            raise PullError(
+                300, f"nextQueryFilters moves {self.filter_field!r} back from {before} to {after}: the scan goes back"
+            )
 
     def _check_ascending(self, data: list[dict[str, Any]]) -> None:
         stamps = [_timestamp(record, self.time_field) for record in data]
@@ -223,6 +291,7 @@ class SortedSkipPaginator(_WindowedPaginator):
     def records(self, fetch: FetchPage) -> Iterator[dict[str, Any]]:
         anchor = self.window.start_ms
         skip = 0
+        repeats_due = 0  # after a re-anchor, the ids already read at the anchor come once more
         while True:
             if skip + self.page_size > self.ceiling:
                 new_anchor = self.dedupe.last_ts
@@ -233,6 +302,7 @@ class SortedSkipPaginator(_WindowedPaginator):
                     )
                 log.info("%s: re-anchoring at timestamp %d before the skip ceiling", self.stats.service, new_anchor)
                 anchor, skip = new_anchor, 0
+                repeats_due = len(self.dedupe.ids_at_last_ts)
             body = {
                 "filters": {self.filter_field: {"gte": anchor, "lte": self.window.last_ms}},
                 "skip": skip,
@@ -241,8 +311,8 @@ class SortedSkipPaginator(_WindowedPaginator):
                 "sortDirection": "asc",
             }
             page = fetch(body)
-            self._note_page(page)
-            data = _page_data(page)
+            data = self._page(page, self.page_size)
+            before = self.dedupe.position
             skip += len(data)
             for record in data:
                 if self._admit(record):
@@ -251,6 +321,10 @@ class SortedSkipPaginator(_WindowedPaginator):
                 return
             if not data:
                 raise PullError(300, f"an empty page at skip {skip} that still says hasNext")
+            if self.dedupe.position <= before and repeats_due >= len(data):
+                repeats_due -= len(data)  # the re-anchored query's first pages repeat the ids at the anchor
+                continue
+            self._check_moved(before, f"the page at skip {skip - len(data)}")
 
 
 class SnapshotPaginator:
@@ -271,21 +345,40 @@ class SnapshotPaginator:
     def records(self, fetch: FetchPage) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
         skip = 0
+        budget = _PageBudget(self.stats)
         while True:
             page = fetch({"skip": skip, "limit": self.page_size, "sortField": self.sort_field, "sortDirection": "asc"})
-            self.stats.pages += 1
-            if self.stats.api_total is None and isinstance(page.get("total"), int):
-                self.stats.api_total = page["total"]
+            budget.note(page, self.page_size)
             data = _page_data(page)
             skip += len(data)
+            new = 0
             for record in data:
-                rid = str(record.get("_id"))
+                rid = record_key(record)
                 if rid in seen:
                     self.stats.duplicates_dropped += 1
                     continue
                 seen.add(rid)
+                new += 1
                 yield record
             if not page.get("hasNext"):
                 return
             if not data:
                 raise PullError(300, f"an empty page at skip {skip} that still says hasNext")
+            if not new:
+                raise PullError(300, f"the page at skip {skip - len(data)} said hasNext but held only records read")
+
+
+def _canonical(filters: Any) -> str:
+    return json.dumps(filters, sort_keys=True, default=str)
+
+
+def _lower_bound(filters: dict[str, Any], field: str) -> int | float | None:
+    """The lower bound ``filters`` put on ``field`` (``gte`` or ``gt``), when it states one as a number."""
+    condition = filters.get(field)
+    if not isinstance(condition, dict):
+        return None
+    for op in ("gte", "gt"):
+        value = condition.get(op)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None

@@ -50,6 +50,9 @@ class RequestContext:
     permission_hint: str = ""
 
 
+_CHUNK = 1 << 20
+
+
 def retry_policy(config: MdcaConfig) -> RetryPolicy:
     """The connection's retry settings: failures and 429s on separate budgets, 429s waiting ``Retry-After``."""
     return RetryPolicy(
@@ -132,8 +135,12 @@ class Transport:
                 timeout=self._config.timeout,
                 verify=self._verify,
                 proxies=self._proxies,
+                stream=True,  # the body is read here, bounded in size and in time
             )
-            content = response.content  # read it all here, so a cut connection is a retry, not a crash later
+            try:
+                content = self._read_body(response, url, context)  # a cut connection is a retry, not a crash later
+            finally:
+                response.close()
         except requests.exceptions.InvalidHeader:
             raise _invalid_header(url, context) from None
         except requests.RequestException as exc:
@@ -165,6 +172,29 @@ class Transport:
         if verdict is StatusClass.SERVER_ERROR:
             raise RetryableError(f"HTTP {status}", status=status, body=text)
         raise self._fatal(status, text, url, context)
+
+    def _read_body(self, response: requests.Response, url: str, context: RequestContext) -> bytes:
+        """The whole body, at most ``max_response_bytes`` of it, read before ``request_deadline`` runs out."""
+        limit, deadline = self._config.max_response_bytes, time.monotonic() + self._config.request_deadline
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise PullError(
+                    305,
+                    f"the response body is larger than {limit} bytes (extra.max_response_bytes); not read further",
+                    service=context.service,
+                    window=context.window,
+                    url=url,
+                    status=response.status_code,
+                )
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise RetryableError(
+                    f"the response took longer than {self._config.request_deadline:g} s (extra.request_deadline)"
+                )
+        return b"".join(chunks)
 
     def _fatal(self, status: int, text: str, url: str, context: RequestContext) -> PullError:
         common: dict[str, Any] = {"service": context.service, "window": context.window, "url": url, "status": status}

@@ -34,7 +34,14 @@ class MdcaConfig:
     verify: bool | str = True
     #: The tenant's limit is 30 requests a minute for all endpoints together.
     requests_per_minute: float | None = 30.0
+    #: Seconds to wait for each read of a response (a connect, each chunk of the body).
     timeout: float = 120.0
+    #: Seconds one request may take in all, however slowly its body arrives: a server dripping its answer, each read
+    #: within ``timeout``, must not hold a task (and the API's pool slot) for ever. A request past it is retried.
+    request_deadline: float = 600.0
+    #: The largest response body accepted, uncompressed (a 5,000-record scan page is tens of MB): a bigger one is
+    #: PullError 305 rather than a worker's memory.
+    max_response_bytes: int = 256 * 2**20
     max_retries: int = 5
     max_throttle_retries: int = 10
     backoff_base: float = 2.0
@@ -102,12 +109,15 @@ class MdcaConfig:
             ("backoff_base", 0.0),
             ("backoff_max", 0.0),
             ("retry_after_default", 0.0),
+            ("request_deadline", 0.0),
         ):
             if (value := ext(name)) is not None:
                 kwargs[name] = _number(value, f"extra.{name}", minimum, fail)
         for name in ("max_retries", "max_throttle_retries"):
             if (value := ext(name)) is not None:
                 kwargs[name] = int(_number(value, f"extra.{name}", -1, fail))
+        if (value := ext("max_response_bytes")) is not None:
+            kwargs["max_response_bytes"] = int(_number(value, "extra.max_response_bytes", 2**16 - 1, fail))
         if (value := ext("scan_page_size")) is not None:
             size = int(_number(value, "extra.scan_page_size", 0, fail))
             low, high = Paging.SCAN.page_sizes

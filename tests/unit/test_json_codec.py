@@ -99,3 +99,13 @@ def test_an_object_json_cannot_hold_is_a_type_error():
     with pytest.raises(TypeError, match="object"):
         json_codec.encode({"what": object()})
     assert math.isnan(float("nan"))  # the module never changes float semantics for the caller
+
+
+def test_json_nested_too_deeply_is_a_value_error_both_ways():
+    with pytest.raises(ValueError, match="nested too deeply to read"):
+        json_codec.decode(b"[" * 100_000 + b"]" * 100_000)
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(ValueError, match="nested too deeply to write"):
+        json_codec.encode(nested)

@@ -110,7 +110,7 @@ class TestScanPaginator:
 
     def test_empty_pages_that_say_has_next_end_in_an_error(self):
         page: dict[str, Any] = {"data": [], "hasNext": True, "nextQueryFilters": {"date": {"gte": 1}}}
-        fetch = Canned(*[dict(page, nextQueryFilters={"date": {"gte": i}}) for i in range(5)])
+        fetch = Canned(*[dict(page, nextQueryFilters={"date": {"gte": 1_000 + i}}) for i in range(5)])
         with pytest.raises(PullError, match="empty pages"):
             scan(fetch)
 
@@ -251,3 +251,102 @@ def test_a_window_field_written_as_iso_text_is_read_as_milliseconds():
                 bad
             )
         )
+
+
+class Endless:
+    """A server that never says hasNext: false: ``page(n)`` builds the answer to request n (from 0)."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.requests = 0
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests += 1
+        assert self.requests <= 2_000, "the paginator is looping"
+        answer: dict[str, Any] = self.page(self.requests - 1)
+        return answer
+
+
+def skip(stats: FetchStats | None = None) -> SortedSkipPaginator:
+    return SortedSkipPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=stats or FetchStats())
+
+
+def snapshot() -> SnapshotPaginator:
+    return SnapshotPaginator(sort_field="date", stats=FetchStats())
+
+
+@pytest.mark.parametrize(
+    ("pager", "server", "rule"),
+    [
+        (
+            lambda: ScanPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=FetchStats(), limit=500),
+            lambda n: {"data": [rec("a", 1_100)], "hasNext": True, "nextQueryFilters": {"date": {"gte": 1_100}}},
+            "repeats filters already asked",
+        ),
+        (
+            lambda: ScanPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=FetchStats(), limit=500),
+            lambda n: {"data": [rec("a", 1_100)], "hasNext": True, "nextQueryFilters": {"date": {"gte": 1_100 + n}}},
+            "moved no cursor",
+        ),
+        (
+            lambda: ScanPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=FetchStats(), limit=500),
+            lambda n: {
+                "data": [rec(f"r{n}", 1_500)],
+                "hasNext": True,
+                "nextQueryFilters": {"date": {"gte": 1_500 - n}},
+            },
+            "moves 'date' back",
+        ),
+        (
+            lambda: ScanPaginator(WINDOW, filter_field="date", time_field="timestamp", stats=FetchStats(), limit=500),
+            lambda n: {
+                "data": [rec(f"o{n}", 5_000 + n)],
+                "hasNext": True,
+                "nextQueryFilters": {"date": {"gte": 1_000 + n}},
+            },
+            "moved no cursor",
+        ),
+        (
+            snapshot,
+            lambda n: {"data": [{"_id": "e1"}, {"_id": "e2"}], "hasNext": True},
+            "held only records read",
+        ),
+        (
+            skip,
+            lambda n: {"data": [rec(f"fresh{n}", 1_000 + n % 900)], "hasNext": True, "total": 1},
+            "more than the API's total of 1 records could fill",
+        ),
+        (
+            skip,
+            lambda n: {"data": [rec("same", 1_200)], "hasNext": True},
+            "moved no cursor",
+        ),
+    ],
+    ids=[
+        "scan repeats its filters",
+        "scan repeats its data",
+        "scan walks backwards",
+        "scan pages out of window",
+        "snapshot repeats a page",
+        "skip fresh forever, total 1",
+        "skip repeats a page",
+    ],
+)
+def test_a_server_that_never_ends_ends_the_fetch_with_the_rule_it_broke(pager, server, rule):
+    endless = Endless(server)
+    with pytest.raises(PullError, match=rule) as info:
+        list(pager().records(endless))
+    assert info.value.code == 300 and endless.requests <= 15
+
+
+def test_records_without_an_id_are_told_apart_by_their_content():
+    rows = [{"name": f"subnet-{i}", "category": 1} for i in range(100)]
+    fetch = Canned({"data": rows[:60], "hasNext": True}, {"data": rows[60:], "hasNext": False})
+    assert list(snapshot().records(fetch)) == rows
+    same_ms = [{"timestamp": 1_200, "user": f"u{i}"} for i in range(5)]
+    assert list(skip().records(Canned({"data": same_ms, "hasNext": False}))) == same_ms
+
+
+def test_a_data_list_holding_something_else_than_records_is_an_error():
+    with pytest.raises(PullError, match="not a record"):
+        list(snapshot().records(Canned({"data": [{"_id": "a"}, "b"], "hasNext": False})))

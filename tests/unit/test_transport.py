@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -33,7 +36,7 @@ CONTEXT = RequestContext("alerts", ("2026-01-01T00:00:00+00:00", "2026-01-01T00:
 def response(status: int, body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
     r = requests.Response()
     r.status_code = status
-    r._content = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
+    r.raw = io.BytesIO(body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode())
     r.headers = CaseInsensitiveDict(headers or {})
     return r
 
@@ -105,7 +108,7 @@ def test_transient_failures_are_retried_with_backoff(failure):
 
 def test_backoff_grows_exponentially_and_is_bounded_then_305():
     with pytest.raises(PullError) as info:
-        run(*[response(503, {"error": "busy"})] * 4)
+        run(*[response(503, {"error": "busy"}) for _ in range(4)])
     assert info.value.code == 305
     assert info.value.status == 503
     assert info.value.service == "alerts" and info.value.window == CONTEXT.window
@@ -131,7 +134,7 @@ def test_429_without_retry_after_waits_the_default():
 
 def test_429_storm_beyond_the_budget_is_305():
     with pytest.raises(PullError) as info:
-        run(*[response(429, {}, {"Retry-After": "1"})] * 3)
+        run(*[response(429, {}, {"Retry-After": "1"}) for _ in range(3)])
     assert info.value.code == 305 and info.value.status == 429
 
 
@@ -246,3 +249,64 @@ def test_the_client_session_ignores_the_environment_so_verify_and_proxies_stay_e
 
     with MdcaClient(CONFIG) as client:
         assert client._session.trust_env is False
+
+
+@pytest.mark.parametrize("header", ["nan", "inf", "-inf"])
+def test_a_non_finite_retry_after_waits_the_default(header):
+    _, _, slept = run(response(429, {}, {"Retry-After": header}), response(200, {"data": []}))
+    assert slept == [CONFIG.retry_after_default]
+
+
+def test_a_body_nested_too_deeply_is_retried_then_a_pull_error():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(PullError) as info:
+        run(*[response(200, deep) for _ in range(4)])
+    assert info.value.code == 300 and "undecodable or truncated JSON body" in str(info.value)
+
+
+class _Counting(io.BytesIO):
+    served = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.served += len(data)
+        return data
+
+
+class _Drip(io.RawIOBase):
+    """A body that arrives a byte at a time, each byte within the read timeout, for ever."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        time.sleep(0.01)
+        return b" "
+
+
+def test_a_body_that_never_ends_is_cut_at_the_request_deadline():
+    config = dataclasses.replace(CONFIG, request_deadline=0.05, max_retries=1)
+    dripping = [requests.Response() for _ in range(2)]
+    for r in dripping:
+        r.status_code, r.raw = 200, _Drip()
+    transport = Transport(config, FakeSession(*dripping), limiter=RateLimiter(None), sleep=lambda _: None)  # type: ignore[arg-type]
+    began = time.monotonic()
+    with pytest.raises(PullError) as info:
+        transport.post_json(
+            "https://mdca.test/api/v1/alerts/", {}, auth=FakeAuth(), context=CONTEXT, stats=FetchStats()
+        )
+    assert info.value.code == 300 and "longer than 0.05 s (extra.request_deadline)" in str(info.value)
+    assert time.monotonic() - began < 5
+
+
+def test_a_body_beyond_the_size_limit_is_305_and_not_read_whole():
+    config = dataclasses.replace(CONFIG, max_response_bytes=100_000)
+    big = response(200)
+    big.raw = _Counting(b'{"data": ["' + b"x" * 5_000_000 + b'"]}')
+    transport = Transport(config, FakeSession(big), limiter=RateLimiter(None), sleep=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(PullError) as info:
+        transport.post_json(
+            "https://mdca.test/api/v1/alerts/", {}, auth=FakeAuth(), context=CONTEXT, stats=FetchStats()
+        )
+    assert info.value.code == 305 and "larger than 100000 bytes (extra.max_response_bytes)" in str(info.value)
+    assert big.raw.served <= 2**20  # stopped after the first chunk past the limit
