@@ -197,6 +197,20 @@ def test_bad_durations_are_refused_naming_the_key(bad):
     assert "services.alerts.lag: expected a duration" in str(error)
 
 
+@pytest.mark.parametrize("huge", ["99999999999w", 10**20, "9" * 30, "P99999999999D", "PT99999999999999H", "36501d"])
+@pytest.mark.parametrize("key", ["period", "lag", "retry_delay", "retention"])
+def test_a_huge_duration_is_init_variables_error_1_naming_the_key_not_an_overflow(key, huge):
+    # Issue 14, item 16: "99999999999w" raised an uncaught OverflowError from timedelta.
+    error = error_of({"defaults": {"historic_date_utc": START}, "services": {"alerts": {key: huge}}})
+    assert error.code == 1
+    assert f"services.alerts.{key}: must be at most 36500d (100 years)" in str(error)
+
+
+def test_a_century_is_the_longest_duration():
+    assert parse_duration("36500d") == config_durations.MAX_DURATION == timedelta(days=36_500)
+    assert config(alerts={"retention": "36500d"}).services["alerts"].retention == timedelta(days=36_500)
+
+
 @pytest.mark.parametrize("delta", [timedelta(0), timedelta(seconds=90), timedelta(hours=25, minutes=1)], ids=str)
 def test_formatted_durations_parse_back(delta):
     assert parse_duration(format_duration(delta)) == delta
