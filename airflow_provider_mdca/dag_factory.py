@@ -13,6 +13,8 @@ collector's persistence::
   old windows, so backfills do not wait.
 - ``fetch`` runs in the shared pool (default ``mdca_api``): every service's DAG shares one tenant's request budget.
 - ``ship`` delivers each record of the window once; the run param ``reship`` delivers the window again.
+- Every task has an ``execution_timeout`` (``execution_timeout`` in the config; by default each task's own bound,
+  :mod:`airflow_provider_mdca.config.timeouts`): a task that hangs fails, and a stuck fetch frees the pool slot.
 
 Building a DAG touches no connection, Variable or network: the operators read their connections when they run.
 """
@@ -73,30 +75,45 @@ def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
         tags=list(service.tags),
         default_args={"retries": service.retries, "retry_delay": service.retry_delay},
     ) as dag:
-        fetch = _fetch_task(service)
+        timeouts = _timeouts(service)
+        fetch = _fetch_task(service, **timeouts["fetch"])
         _wait_task(service) >> fetch
         # XCom carries only the manifest's location; the XComArg also sets the upstream.
         staged: Any = fetch
         if service.flatten:
-            staged = _flatten_task(service, fetch.output)
-        ship = _ship_task(service, staged.output)
-        staged >> ship >> _cleanup_task(service)
+            staged = _flatten_task(service, fetch.output, **timeouts["flatten"])
+        ship = _ship_task(service, staged.output, **timeouts["ship"])
+        staged >> ship >> _cleanup_task(service, **timeouts["cleanup"])
     return dag
 
 
+def _timeouts(service: ServiceConfig) -> dict[str, dict[str, Any]]:
+    """Each task's ``execution_timeout`` keyword: none at all when the config leaves it to Airflow's default.
+
+    Passing ``execution_timeout=None`` would override ``[core] default_task_execution_timeout``: leave it out instead.
+    """
+    return {
+        task: {} if limit is None else {"execution_timeout": limit} for task, limit in service.task_timeouts.items()
+    }
+
+
 def _wait_task(service: ServiceConfig) -> TimeDeltaSensor:
+    bound = service.lag + _SENSOR_SLACK
+    # Bounded by its own timeout; its execution_timeout says the same (none when the config leaves it to Airflow).
+    limit: dict[str, Any] = {} if service.execution_timeout is None else {"execution_timeout": bound}
     return TimeDeltaSensor(
         task_id="wait_for_lag",
         delta=service.lag,
         deferrable=True,
-        timeout=(service.lag + _SENSOR_SLACK).total_seconds(),
+        timeout=bound.total_seconds(),
+        **limit,
         poke_interval=_SENSOR_POKE.total_seconds(),
         doc_md=f"Waits until the window's end + {format_duration(service.lag)} (late records). "
         "Passes at once for windows that ended long enough ago.",
     )
 
 
-def _fetch_task(service: ServiceConfig) -> MdcaFetchOperator:
+def _fetch_task(service: ServiceConfig, **kwargs: Any) -> MdcaFetchOperator:
     return fetch_operator(service.name)(
         task_id="fetch",
         service=service.name,
@@ -106,20 +123,22 @@ def _fetch_task(service: ServiceConfig) -> MdcaFetchOperator:
         page_size=service.page_size,
         on_expired_window=service.on_expired_window,
         pool=service.pool,  # only fetching spends the tenant's request budget
+        **kwargs,
     )
 
 
-def _flatten_task(service: ServiceConfig, manifest: Any) -> MdcaFlattenAlertsOperator:
+def _flatten_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> MdcaFlattenAlertsOperator:
     return MdcaFlattenAlertsOperator(
         task_id="flatten",
         manifest=manifest,
         max_events_per_alert=service.max_events_per_alert,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
+        **kwargs,
     )
 
 
-def _ship_task(service: ServiceConfig, manifest: Any) -> DevoShipOperator:
+def _ship_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> DevoShipOperator:
     return DevoShipOperator(
         task_id="ship",
         service=service.name,
@@ -132,10 +151,11 @@ def _ship_task(service: ServiceConfig, manifest: Any) -> DevoShipOperator:
         extra_fields=dict(service.extra_fields) or None,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
+        **kwargs,
     )
 
 
-def _cleanup_task(service: ServiceConfig) -> MdcaStagingCleanupOperator:
+def _cleanup_task(service: ServiceConfig, **kwargs: Any) -> MdcaStagingCleanupOperator:
     # Default trigger rule (all_success): staging is cleaned only after a successful ship, never in place of one.
     return MdcaStagingCleanupOperator(
         task_id="cleanup",
@@ -143,6 +163,7 @@ def _cleanup_task(service: ServiceConfig) -> MdcaStagingCleanupOperator:
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
         retention=service.retention,
+        **kwargs,
     )
 
 
@@ -170,6 +191,11 @@ def _doc_md(service: ServiceConfig, dag_id: str) -> str:
         if service.flatten
         else ""
     )
+    bounds = ", ".join(
+        f"`{task}` {format_duration(limit) if limit is not None else 'Airflow default'}"
+        for task, limit in service.task_timeouts.items()
+        if task != "flatten" or service.flatten
+    )
     assert service.historic_date_utc is not None
     return f"""\
 ### Microsoft Defender for Cloud Apps {service.name} → Devo
@@ -182,6 +208,8 @@ Reads MDCA `/{info.endpoint}` and delivers to the Devo table `{service.tag}`.
 pass at once) → `fetch` stages the window's records (pool `{service.pool}`, connection `{service.mdca_conn_id}`) →
 {flatten}`ship` delivers them through connection `{service.devo_conn_id}`, each record once → `cleanup` removes
 delivered windows older than {format_duration(service.retention)} from staging.
+
+**Bounds** (`execution_timeout`; a task that hangs fails and is retried): {bounds}.
 
 **First window:** {service.historic_date_utc.isoformat()} (`historic_date_utc`); catchup is on, so missed windows
 are caught up.

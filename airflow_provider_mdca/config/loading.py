@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -25,6 +25,7 @@ from airflow_provider_mdca.config.model import (
     ServiceConfig,
 )
 from airflow_provider_mdca.config.schema import check_schema
+from airflow_provider_mdca.config.timeouts import AUTO
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.services import SERVICES, Paging
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule, parse_rules
@@ -203,6 +204,7 @@ def _service_config(name: str, merged: dict[str, _Setting], problems: list[str])
         extra_fields=MappingProxyType(dict(merged["extra_fields"][0])),
         retries=merged["retries"][0],
         retry_delay=get("retry_delay", parse_duration),
+        execution_timeout=get("execution_timeout", _execution_timeout),
         pool=merged["pool"][0],
         max_active_runs=merged["max_active_runs"][0],
         staging_url=merged["staging_url"][0],
@@ -220,6 +222,17 @@ def _positive_duration(value: Any) -> timedelta:
     delta = parse_duration(value)
     if delta <= timedelta(0):
         raise _Problem("must be longer than zero: it is the length of a window")
+    return delta
+
+
+def _execution_timeout(value: Any) -> timedelta | Literal["auto"] | None:
+    if value is None:
+        return None
+    if value == AUTO:
+        return "auto"
+    delta = parse_duration(value)
+    if delta <= timedelta(0):
+        raise _Problem("must be longer than zero; null leaves the tasks to Airflow's default, auto derives each one's")
     return delta
 
 

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from airflow_provider_mdca.config.durations import format_duration
 from airflow_provider_mdca.config.schema import SETTINGS
+from airflow_provider_mdca.config.timeouts import AUTO, TIMED_TASKS, default_timeouts
 from airflow_provider_mdca.services import SERVICES, ExpiredWindow
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 
@@ -40,6 +41,8 @@ def _builtin_defaults(service: str) -> dict[str, Any]:
         "extra_fields": {},
         "retries": 3,
         "retry_delay": 60,
+        # Each task's own bound, from the period and the request budget (config/timeouts.py).
+        "execution_timeout": AUTO,
         # One pool for all the DAGs: they share one tenant's 30 requests a minute (the seed: no parallel pulls).
         "pool": "mdca_api",
         "max_active_runs": 1,
@@ -95,6 +98,8 @@ class ServiceConfig:
     extra_fields: Mapping[str, Any]
     retries: int
     retry_delay: timedelta
+    #: ``"auto"``: each task's own bound (:attr:`task_timeouts`); a duration for every task; None: Airflow's default.
+    execution_timeout: timedelta | Literal["auto"] | None
     #: The Airflow pool of the fetch task.
     pool: str
     max_active_runs: int
@@ -113,6 +118,16 @@ class ServiceConfig:
     def dag_id(self) -> str:
         """The DAG id of this service: ``mdca_<service>``."""
         return f"mdca_{self.name}"
+
+    @property
+    def task_timeouts(self) -> dict[str, timedelta | None]:
+        """The ``execution_timeout`` of the fetch, flatten, ship and cleanup tasks (None: Airflow's default)."""
+        if self.execution_timeout == AUTO:
+            per_record = self.max_events_per_alert if self.flatten else 1
+            timeouts = default_timeouts(self.name, self.period, page_size=self.page_size, events_per_record=per_record)
+            return dict(timeouts)
+        assert not isinstance(self.execution_timeout, str)
+        return dict.fromkeys(TIMED_TASKS, self.execution_timeout)
 
     @property
     def obfuscation_config(self) -> list[dict[str, str]]:

@@ -67,6 +67,10 @@ SETTINGS: Final[dict[str, Any]] = {
         },
         "retries": {"type": "integer", "minimum": 0},
         "retry_delay": _DURATION,
+        "execution_timeout": {
+            "x-expected": "a duration, 'auto' (each task's own bound, from the period) or null (Airflow's default)",
+            "anyOf": [*_DURATION["anyOf"], {"const": "auto"}, {"type": "null"}],
+        },
         "pool": _NAME,
         "max_active_runs": {"type": "integer", "minimum": 1},
         "staging_url": {

@@ -18,7 +18,7 @@ import yaml
 
 from airflow_provider_mdca import _compat
 from airflow_provider_mdca._compat import AIRFLOW_V3
-from airflow_provider_mdca.config import parse_collector_config
+from airflow_provider_mdca.config import format_duration, parse_collector_config
 from airflow_provider_mdca.dag_factory import build_dags
 from tests.service_table import ALL, PERIODS, SERVICE_TABLE
 
@@ -230,6 +230,36 @@ def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
     assert cleanup.retention == timedelta(days=2) and cleanup.staging_url == "file:///srv/mdca"
     # The other tasks are not in the API pool: only fetching spends the tenant's request budget.
     assert {t.task_id for t in dag.tasks if t.pool == "mdca_slow"} == {"fetch"}
+
+
+@pytest.mark.parametrize("service", ALL)
+def test_every_task_has_an_execution_timeout_by_default(default_bag, service):
+    # Issue 14, item 8: a fetch that hangs held the single mdca_api slot and stalled every DAG, never failing.
+    dag = default_bag.dags[f"mdca_{service}"]
+    limits = {task.task_id: task.execution_timeout for task in scheduler_view(dag).tasks}  # as the scheduler sees them
+    assert all(isinstance(limit, timedelta) for limit in limits.values()), limits
+    assert timedelta(minutes=30) <= limits["fetch"] <= timedelta(hours=12)
+    assert limits["wait_for_lag"] == timedelta(seconds=dag.get_task("wait_for_lag").timeout)
+    assert "**Bounds**" in dag.doc_md and f"`fetch` {format_duration(limits['fetch'])}" in dag.doc_md
+
+
+def test_the_configured_execution_timeout_reaches_every_task_and_null_leaves_airflows_default(configured_bag):
+    bag = configured_bag(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01", "execution_timeout": "20m"},
+            "services": {"files": {"execution_timeout": None}},
+        }
+    )
+    assert bag.import_errors == {}
+    alerts = bag.dags["mdca_alerts"]
+    assert {t.task_id: t.execution_timeout for t in alerts.tasks if t.task_id != "wait_for_lag"} == dict.fromkeys(
+        ["fetch", "flatten", "ship", "cleanup"], timedelta(minutes=20)
+    )
+    from airflow.configuration import conf
+
+    airflow_default = conf.get("core", "default_task_execution_timeout", fallback="")
+    expected = timedelta(seconds=int(airflow_default)) if airflow_default else None
+    assert {t.execution_timeout for t in bag.dags["mdca_files"].tasks} == {expected}
 
 
 @pytest.mark.parametrize("service", ALL)

@@ -20,6 +20,7 @@ from airflow_provider_mdca.config import (
     parse_duration,
 )
 from airflow_provider_mdca.config import durations as config_durations
+from airflow_provider_mdca.config import timeouts as config_timeouts
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 from tests.service_table import ALL, SERVICE_TABLE
@@ -60,6 +61,7 @@ COMMON_DEFAULTS = {
     "extra_fields": {},
     "retries": 3,
     "retry_delay": timedelta(minutes=1),
+    "execution_timeout": "auto",
     "pool": "mdca_api",
     "max_active_runs": 1,
     "staging_url": None,
@@ -155,6 +157,61 @@ def test_the_config_is_frozen():
         settings.period = timedelta(0)  # type: ignore[misc]
     with pytest.raises(TypeError):
         settings.extra_fields["x"] = 1  # type: ignore[index]
+
+
+# -- execution timeouts (issue 14, item 8) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", ALL)
+def test_every_task_is_bounded_by_default(service):
+    settings = config().services[service]
+    timeouts = settings.task_timeouts
+    assert set(timeouts) == {"fetch", "flatten", "ship", "cleanup"}
+    for task, limit in timeouts.items():
+        assert limit is not None and timedelta(minutes=30) <= limit <= timedelta(hours=12), (task, limit)
+    # A window at full request budget takes one period: the fetch has twice that, at least half an hour.
+    assert timeouts["fetch"] == min(max(2 * settings.period, timedelta(minutes=30)), timedelta(hours=12))
+
+
+def test_the_derived_bounds_follow_the_period_the_page_size_and_the_events_per_alert():
+    short = config(alerts={"period": "1m", "max_events_per_alert": 1}).services["alerts"].task_timeouts
+    assert short == dict.fromkeys(["fetch", "flatten", "ship", "cleanup"], timedelta(minutes=30))
+    hourly = config(alerts={"period": "1h"}).services["alerts"].task_timeouts
+    assert hourly["fetch"] == timedelta(hours=2)
+    # 30 requests a minute for 2 h of 100 alerts, each up to 1000 events, at 5000 events a second: over the cap.
+    assert hourly["flatten"] == hourly["ship"] == timedelta(hours=12)
+    small_pages = config(alerts={"period": "1h", "page_size": 1, "max_events_per_alert": 10}).services["alerts"]
+    assert small_pages.task_timeouts["ship"] == timedelta(minutes=30)
+    assert config(entities={"period": "1w"}).services["entities"].task_timeouts["fetch"] == timedelta(hours=12)
+
+
+def test_an_execution_timeout_applies_to_every_task_and_null_leaves_them_to_airflow():
+    cfg = config(
+        {"execution_timeout": "45m"}, files={"execution_timeout": None}, entities={"execution_timeout": "auto"}
+    )
+    assert set(cfg.services["alerts"].task_timeouts.values()) == {timedelta(minutes=45)}
+    assert set(cfg.services["files"].task_timeouts.values()) == {None}
+    assert cfg.services["entities"].task_timeouts == config().services["entities"].task_timeouts
+    assert cfg.services["alerts"].as_dict()["execution_timeout"] == "45m"
+    assert cfg.services["files"].as_dict()["execution_timeout"] is None
+    assert parse_collector_config(yaml.safe_load(yaml.safe_dump(cfg.as_dict()))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (0, "must be longer than zero"),
+        ("0s", "must be longer than zero"),
+        ("soon", "expected a duration, 'auto'"),
+        (True, "expected a duration, 'auto'"),
+        ("99999w", "must be at most 36500d"),
+    ],
+    ids=repr,
+)
+def test_a_bad_execution_timeout_is_refused_naming_the_key(value, reason):
+    error = error_of({"defaults": {"historic_date_utc": START}, "services": {"alerts": {"execution_timeout": value}}})
+    assert error.code == 1
+    assert f"services.alerts.execution_timeout: {reason}" in str(error)
 
 
 # -- durations and dates -----------------------------------------------------------------------------------------
@@ -461,8 +518,9 @@ def test_the_effective_config_loads_back_to_the_same_config():
     assert again == cfg
 
 
-def test_the_docstring_examples_hold():
-    results = doctest.testmod(config_durations)
+@pytest.mark.parametrize("module", [config_durations, config_timeouts], ids=lambda m: m.__name__)
+def test_the_docstring_examples_hold(module):
+    results = doctest.testmod(module)
     assert results.attempted >= 2 and results.failed == 0
 
 
