@@ -25,6 +25,7 @@ from airflow_provider_mdca.client.transport import RequestContext, Transport
 from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError, error_context
 from airflow_provider_mdca.event_keys import record_key
+from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
@@ -68,6 +69,9 @@ class MdcaClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
+        # However the config was built, its credentials are masked in every message from here on.
+        register_secret(config.client_secret)
+        register_secret(config.files_access_token)
         self._session = requests.Session()
         self._session.trust_env = False  # proxies and the CA bundle are read once: environment.py
         self._session.verify = config.verify
