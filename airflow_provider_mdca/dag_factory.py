@@ -132,6 +132,7 @@ def _flatten_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> MdcaF
         task_id="flatten",
         manifest=manifest,
         max_events_per_alert=service.max_events_per_alert,
+        max_bytes_per_alert=service.max_bytes_per_alert,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
         **kwargs,
@@ -187,7 +188,8 @@ def _doc_md(service: ServiceConfig, dag_id: str) -> str:
         )
     flatten = (
         f"`flatten` turns each alert into one event per combination of its related entities (at most "
-        f"{service.max_events_per_alert} per alert; beyond that the alert is sent once, unexpanded). "
+        f"{service.max_events_per_alert} per alert and {service.max_bytes_per_alert:,} bytes together; beyond that the "
+        "alert is sent once, unexpanded). "
         if service.flatten
         else ""
     )

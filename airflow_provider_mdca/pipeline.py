@@ -43,7 +43,8 @@ from airflow_provider_mdca.staging import (
     stage_dir,
     write_manifest,
 )
-from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS, FlattenStats, flatten_alerts_json_by_alert
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, FlattenStats
+from airflow_provider_mdca.transforms.flatten_json import AlertLines, flatten_alerts_json_by_alert
 from airflow_provider_mdca.transforms.obfuscate import Obfuscator
 
 __all__ = [
@@ -195,9 +196,14 @@ def flatten_stage(
     source_manifest: P,
     *,
     max_events_per_alert: int = DEFAULT_MAX_EVENTS,
+    max_bytes_per_alert: int = DEFAULT_MAX_BYTES,
     max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
 ) -> tuple[P, StageSummary]:
     """Flatten the alerts staged at ``source_manifest`` into the window's ``flattened`` stage, streaming.
+
+    An alert's events go to the part writer one at a time (never gathered in a list); one with more than
+    ``max_events_per_alert`` events, or whose events would take more than ``max_bytes_per_alert`` bytes, is staged
+    once, unexpanded, marked ``flatten_capped``.
 
     :raises ValueError: an alert is malformed; the message names the part and the alert (nothing is committed).
     """
@@ -212,7 +218,11 @@ def flatten_stage(
             try:
                 alerts = read_part(folder, part)
                 flattened = flatten_alerts_json_by_alert(
-                    alerts, encode=json_codec.encode, max_events=max_events_per_alert, stats=stats
+                    alerts,
+                    encode=json_codec.encode,
+                    max_events=max_events_per_alert,
+                    max_bytes=max_bytes_per_alert,
+                    stats=stats,
                 )
                 writer.write_encoded(_noting_keys(flattened, keys))
             except ValueError as exc:
@@ -235,15 +245,21 @@ def flatten_stage(
     return path, _stage_summary(path, manifest, time.monotonic() - began, stats.as_dict())
 
 
-def _noting_keys(flattened: Iterable[tuple[dict[str, Any], list[bytes]]], keys: KeyOffsets) -> Iterator[bytes]:
-    """The flattened lines, noting each alert's delivery key and event count on the way (see event_keys)."""
-    for alert, lines in flattened:
+def _noting_keys(flattened: Iterable[AlertLines], keys: KeyOffsets) -> Iterator[bytes]:
+    """The flattened lines, noting each alert's delivery key and event count on the way (see event_keys).
+
+    An alert's event count is known before its lines are built, and its lines pass through one at a time: an
+    alert's events are never held together.
+    """
+    for item in flattened:
+        alert = item.alert
         if alert.get("_id") is not None and str(alert["_id"]):
-            keys.add(str(alert["_id"]), len(lines))  # an alert's events keep its _id
+            keys.add(str(alert["_id"]), item.events)  # an alert's events keep its _id
+            yield from item.lines
         else:
-            for line in lines:  # no _id: each event is keyed by its content, as the shipper will key it
+            for line in item.lines:  # no _id: each event is keyed by its content, as the shipper will key it
                 keys.add(record_key(json_codec.decode(line)), 1)
-        yield from lines
+                yield line
 
 
 def _window_text(manifest: Manifest) -> str:

@@ -197,6 +197,7 @@ def _service_config(name: str, merged: dict[str, _Setting], problems: list[str])
         on_expired_window=merged["on_expired_window"][0],
         flatten=bool(merged["flatten"][0]) and SERVICES[name].flattened,
         max_events_per_alert=merged["max_events_per_alert"][0],
+        max_bytes_per_alert=merged["max_bytes_per_alert"][0],
         obfuscation=obfuscation,
         obfuscation_key_conn_id=merged["obfuscation_key_conn_id"][0],
         obfuscation_key_variable=merged["obfuscation_key_variable"][0],

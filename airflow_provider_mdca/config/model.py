@@ -12,12 +12,13 @@ from airflow_provider_mdca.config.durations import format_duration
 from airflow_provider_mdca.config.schema import SETTINGS
 from airflow_provider_mdca.config.timeouts import AUTO, TIMED_TASKS, default_timeouts
 from airflow_provider_mdca.services import SERVICES, ExpiredWindow
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 
 __all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig"]
 
 #: The settings only a flattened service (alerts) takes.
-FLATTEN_KEYS: Final = ("flatten", "max_events_per_alert")
+FLATTEN_KEYS: Final = ("flatten", "max_events_per_alert", "max_bytes_per_alert")
 #: The two ways to name the obfuscation key: a service that names one replaces both of the defaults' pair.
 KEY_SOURCES: Final = ("obfuscation_key_conn_id", "obfuscation_key_variable")
 
@@ -33,7 +34,8 @@ def _builtin_defaults(service: str) -> dict[str, Any]:
         "page_size": None,
         "on_expired_window": "error",
         "flatten": SERVICES[service].flattened,
-        "max_events_per_alert": 1_000,
+        "max_events_per_alert": DEFAULT_MAX_EVENTS,
+        "max_bytes_per_alert": DEFAULT_MAX_BYTES,
         "obfuscation": [],
         "obfuscation_key_conn_id": None,
         "obfuscation_key_variable": None,
@@ -88,7 +90,9 @@ class ServiceConfig:
     on_expired_window: ExpiredWindow
     #: Alerts only: one event per combination of related entities. Always False for the other services.
     flatten: bool
+    #: Alerts only: an alert with more combinations, or whose events would take more bytes, is sent once, unexpanded.
     max_events_per_alert: int
+    max_bytes_per_alert: int
     obfuscation: tuple[ObfuscationRule, ...]
     obfuscation_key_conn_id: str | None
     obfuscation_key_variable: str | None

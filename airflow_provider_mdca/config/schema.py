@@ -13,7 +13,20 @@ from airflow_provider_mdca.config.durations import DURATION_PATTERN, DURATION_TE
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.services import SERVICES
 
-__all__ = ["SCHEMA", "SETTINGS", "check_schema"]
+__all__ = [
+    "MAX_BYTES_PER_ALERT",
+    "MAX_EVENTS_PER_ALERT",
+    "MIN_BYTES_PER_ALERT",
+    "SCHEMA",
+    "SETTINGS",
+    "check_schema",
+]
+
+#: The most events one alert may become: beyond this an alert is an incident's inventory, not events to read.
+MAX_EVENTS_PER_ALERT: Final = 10_000
+#: The bounds of the size one alert's events may take together: at least 1 MiB, at most 1 GiB.
+MIN_BYTES_PER_ALERT: Final = 1024 * 1024
+MAX_BYTES_PER_ALERT: Final = 1024 * 1024 * 1024
 
 # ``x-expected`` is ours (JSON Schema ignores unknown keywords): the words an error message uses for the key.
 _DURATION: Final = {
@@ -48,7 +61,8 @@ SETTINGS: Final[dict[str, Any]] = {
             "enum": ["error", "warn"],
         },
         "flatten": {"type": "boolean"},
-        "max_events_per_alert": {"type": "integer", "minimum": 1},
+        "max_events_per_alert": {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PER_ALERT},
+        "max_bytes_per_alert": {"type": "integer", "minimum": MIN_BYTES_PER_ALERT, "maximum": MAX_BYTES_PER_ALERT},
         "obfuscation": {
             "x-expected": "a list of field paths (or {path, method} mappings), or a mapping of path to method",
             "type": ["array", "object"],
@@ -142,6 +156,8 @@ def _schema_problem(error: Any) -> str:
         return f"{path}: expected {_type_words(error.validator_value)}, got {describe(error.instance)}"
     if error.validator == "minimum":
         return f"{path}: must be at least {error.validator_value}, got {error.instance}"
+    if error.validator == "maximum":
+        return f"{path}: must be at most {error.validator_value}, got {error.instance}"
     return f"{path}: {error.message}"
 
 

@@ -9,7 +9,7 @@ from airflow_provider_mdca._compat import BaseOperator, Context
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_path
 from airflow_provider_mdca.pipeline import flatten_stage
 from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES
-from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS
+from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 
 __all__ = ["MdcaFlattenAlertsOperator"]
 
@@ -17,11 +17,13 @@ __all__ = ["MdcaFlattenAlertsOperator"]
 class MdcaFlattenAlertsOperator(BaseOperator):
     """Staged alerts → staged flattened events (the window's ``flattened`` stage), streaming part to part.
 
-    An alert with more than ``max_events_per_alert`` combinations is kept whole, once, marked ``flatten_capped``.
-    Returns the flattened stage's manifest location.
+    An alert with more than ``max_events_per_alert`` combinations, or whose events would take more than
+    ``max_bytes_per_alert`` bytes, is kept whole, once, marked ``flatten_capped``. Returns the flattened stage's
+    manifest location.
 
     :param manifest: the fetched alerts' manifest location (template it from the fetch task's XCom).
     :param max_events_per_alert: the cap on one alert's events.
+    :param max_bytes_per_alert: the cap on the size of one alert's events together (compact JSON).
     :param staging_conn_id: the connection of the object store used as staging, if any.
     """
 
@@ -33,6 +35,7 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         *,
         manifest: str,
         max_events_per_alert: int = DEFAULT_MAX_EVENTS,
+        max_bytes_per_alert: int = DEFAULT_MAX_BYTES,
         staging_conn_id: str | None = None,
         staging_url: str | None = None,
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
@@ -41,8 +44,11 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         super().__init__(**kwargs)
         if max_events_per_alert < 1:
             raise ValueError(f"max_events_per_alert must be at least 1, got {max_events_per_alert}")
+        if max_bytes_per_alert < 1:
+            raise ValueError(f"max_bytes_per_alert must be at least 1, got {max_bytes_per_alert}")
         self.manifest = manifest
         self.max_events_per_alert = max_events_per_alert
+        self.max_bytes_per_alert = max_bytes_per_alert
         self.staging_conn_id = staging_conn_id
         self.staging_url = staging_url  # accepted for symmetry: the manifest's location already says where
         self.max_part_bytes = max_part_bytes
@@ -53,16 +59,20 @@ class MdcaFlattenAlertsOperator(BaseOperator):
             raise ValueError("flatten: no manifest location (did the fetch task push one to XCom?)")
         source = staging_path(self.manifest, self.staging_conn_id)
         path, summary = flatten_stage(
-            source, max_events_per_alert=self.max_events_per_alert, max_part_bytes=self.max_part_bytes
+            source,
+            max_events_per_alert=self.max_events_per_alert,
+            max_bytes_per_alert=self.max_bytes_per_alert,
+            max_part_bytes=self.max_part_bytes,
         )
         self.log.info(
-            "Statistics: service=alerts window=[%s, %s) alerts_in=%d events_out=%d capped=%d parts=%d "
-            "elapsed=%.3fs peak_memory=%.1fMiB",
+            "Statistics: service=alerts window=[%s, %s) alerts_in=%d events_out=%d capped=%d capped_by_bytes=%d "
+            "parts=%d elapsed=%.3fs peak_memory=%.1fMiB",
             summary.window_start,
             summary.window_end,
             summary.stats.get("alerts_in", 0),
             summary.records,
             summary.stats.get("capped", 0),
+            summary.stats.get("capped_by_bytes", 0),
             summary.parts,
             summary.elapsed_seconds,
             peak_memory_mb(),

@@ -11,10 +11,10 @@ from airflow_provider_mdca.transforms.flatten import (
     entity_field,
     flatten_alert,
     flatten_alerts,
-    flatten_alerts_json,
     flatten_event,
     list_field,
 )
+from airflow_provider_mdca.transforms.flatten_json import flatten_alerts_json
 from airflow_provider_mdca.transforms.obfuscate import (
     ObfuscationRule,
     ObfuscationStats,

@@ -36,6 +36,12 @@ overwritten, nothing is dropped.
 Copies. Every returned event is independent of the inputs and of the other events: values that could be
 shared mutably (lists, dicts) are deep-copied into each event; strings, numbers, booleans and ``None`` are
 immutable and shared as they are.
+
+Caps. An alert is expanded only when both its events and their size stay within bounds: more combinations than
+``max_events``, or events whose compact JSON would exceed ``max_bytes`` together (:func:`events_size`: a large
+alert copied into a thousand events is a thousand times its size), and the alert is emitted once, unexpanded, with
+``flatten_capped`` (see :func:`flatten_alert`). Events stream one at a time: an alert's events are never held in a
+list (:func:`flatten_alerts`; the JSON road, :mod:`.flatten_json`, streams their lines the same way).
 """
 
 from __future__ import annotations
@@ -44,22 +50,25 @@ import copy
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from airflow_provider_mdca import json_codec
+
 __all__ = [
+    "BYTES_FIELD",
     "CAPPED_FIELD",
     "COMBINATIONS_FIELD",
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_EVENTS",
     "UNKNOWN_TYPE",
     "FlattenStats",
     "count_field",
     "entity_field",
+    "events_size",
     "flatten_alert",
     "flatten_alerts",
-    "flatten_alerts_json",
-    "flatten_alerts_json_by_alert",
     "flatten_event",
     "list_field",
 ]
@@ -72,7 +81,11 @@ UNKNOWN_TYPE = "unknown"
 CAPPED_FIELD = "flatten_capped"
 #: On a capped alert: how many events full flattening would have produced.
 COMBINATIONS_FIELD = "flatten_combinations"
+#: On an alert capped for its size: how many bytes full flattening would have written (compact JSON).
+BYTES_FIELD = "flatten_bytes"
 DEFAULT_MAX_EVENTS = 1000
+#: The size one alert's events may reach together, as compact JSON: a normal alert's thousand events are a few MB.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
 _COLLISION_PREFIX = "entity_"
 # Immutable JSON leaves: safe to share between events without copying.
@@ -114,8 +127,10 @@ class FlattenStats:
 
     alerts_in: int = 0
     events_out: int = 0
-    #: Alerts emitted once, unexpanded, because their combinations exceeded ``max_events``.
+    #: Alerts emitted once, unexpanded, because their combinations exceeded ``max_events`` or ``max_bytes``.
     capped: int = 0
+    #: Of those, the alerts capped for their size (``max_bytes``) rather than their count.
+    capped_by_bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """A plain dict (JSON-serialisable) of the counters."""
@@ -159,7 +174,9 @@ def flatten_event(base_event: dict[str, Any], args: Sequence[Mapping[str, Any]])
     return list(_combine(base_event, _validate_args(args)))
 
 
-def flatten_alert(alert: dict[str, Any], *, max_events: int = DEFAULT_MAX_EVENTS) -> list[Event]:
+def flatten_alert(
+    alert: dict[str, Any], *, max_events: int = DEFAULT_MAX_EVENTS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[Event]:
     """Flatten one MDCA alert by the types of its ``entities``.
 
     Entities are grouped by ``type`` in first-seen order (entities without a type, or with an empty one,
@@ -168,9 +185,10 @@ def flatten_alert(alert: dict[str, Any], *, max_events: int = DEFAULT_MAX_EVENTS
 
     An alert without entities (missing, ``None`` or ``[]``) is exactly one event: the alert minus
     ``entities``, with no zero counts added (there is no type to count). An alert whose combinations exceed
-    ``max_events`` is emitted once, unexpanded: the alert with its ``entities`` kept, the counts, and
-    ``flatten_capped: True`` plus ``flatten_combinations``; a warning names the alert. Never dropped, never
-    millions of events.
+    ``max_events``, or whose events would exceed ``max_bytes`` together as compact JSON (:func:`events_size`), is
+    emitted once, unexpanded: the alert with its ``entities`` kept, the counts, and ``flatten_capped: True`` plus
+    ``flatten_combinations`` (and ``flatten_bytes`` when the size capped it); a warning names the alert. Never
+    dropped, never millions of events, never hundreds of megabytes.
 
     >>> alert = {"_id": "a1", "entities": [{"type": "user", "id": "u1"}, {"type": "service", "id": 11161}]}
     >>> flatten_alert(alert)
@@ -181,12 +199,15 @@ def flatten_alert(alert: dict[str, Any], *, max_events: int = DEFAULT_MAX_EVENTS
     >>> capped = flatten_alert(many, max_events=2)
     >>> capped[0]["related_ips"], capped[0]["flatten_capped"], capped[0]["flatten_combinations"], len(capped)
     (3, True, 3, 1)
+    >>> large = flatten_alert({**many, "text": "x" * 100}, max_bytes=300)
+    >>> large[0]["flatten_capped"], large[0]["flatten_combinations"], large[0]["flatten_bytes"]
+    (True, 3, 444)
 
     :raises ValueError: ``alert`` is not a dict, ``entities`` is neither a list nor ``None``, an entity is
         not a dict (MDCA always sends a list of objects: a broken contract should be seen, not reshaped),
-        or ``max_events`` is not a positive int.
+        or ``max_events`` or ``max_bytes`` is not a positive int.
     """
-    events, _capped = _expand_alert(alert, max_events)
+    events, _capped = expand_alert(alert, max_events, max_bytes)
     return list(events)
 
 
@@ -194,188 +215,134 @@ def flatten_alerts(
     alerts: Iterable[dict[str, Any]],
     *,
     max_events: int = DEFAULT_MAX_EVENTS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     stats: FlattenStats | None = None,
 ) -> Iterator[Event]:
     """Stream :func:`flatten_alert` over ``alerts``, one event at a time, updating ``stats`` as it goes.
 
-    ``max_events`` is checked now, not at the first ``next()``: a misconfigured task fails before fetching.
+    No alert's events are ever held together: each is built when the previous one has been taken. ``max_events``
+    and ``max_bytes`` are checked now, not at the first ``next()``: a misconfigured task fails before fetching.
 
     >>> stats = FlattenStats()
     >>> alerts = [{"_id": "a"}, {"_id": "b", "entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 2}]}]
     >>> [e.get("ip_id") for e in flatten_alerts(alerts, stats=stats)]
     [None, 1, 2]
     >>> stats
-    FlattenStats(alerts_in=2, events_out=3, capped=0)
+    FlattenStats(alerts_in=2, events_out=3, capped=0, capped_by_bytes=0)
     """
-    _check_max_events(max_events)
-    return _stream(alerts, max_events, FlattenStats() if stats is None else stats)
+    check_caps(max_events, max_bytes)
+    return _stream(alerts, max_events, max_bytes, FlattenStats() if stats is None else stats)
 
 
-def _stream(alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenStats) -> Iterator[Event]:
+def _stream(alerts: Iterable[dict[str, Any]], max_events: int, max_bytes: int, stats: FlattenStats) -> Iterator[Event]:
     for alert in alerts:
         stats.alerts_in += 1
-        events, capped = _expand_alert(alert, max_events)
-        stats.capped += capped
+        events, capped = expand_alert(alert, max_events, max_bytes)
+        count_cap(stats, capped)
         for event in events:
             stats.events_out += 1
             yield event
 
 
-def flatten_alerts_json(
-    alerts: Iterable[dict[str, Any]],
-    *,
-    encode: Callable[[Any], bytes],
-    max_events: int = DEFAULT_MAX_EVENTS,
-    stats: FlattenStats | None = None,
-) -> Iterator[bytes]:
-    """:func:`flatten_alerts` with each event delivered as its JSON text: ``encode(event)`` for each event it yields.
+def count_cap(stats: FlattenStats, capped: str | None) -> None:
+    """Count an alert :func:`expand_alert` capped (``capped`` is its reason, None when it was expanded)."""
+    if capped is not None:
+        stats.capped += 1
+        stats.capped_by_bytes += capped == BYTES_FIELD
 
-    The text is assembled rather than encoded event by event: the fields an alert's events share are encoded once,
-    each entity's fields once, and an event is its pieces joined, so an alert of n events costs about one encode
-    instead of n (and no copies). ``encode`` must write a dict as one compact JSON object, keys in order and no
-    space after the separators (``{"k":v,...}``), as :func:`airflow_provider_mdca.json_codec.encode` and
-    ``json.dumps(..., separators=(",", ":"))`` do. An alert whose names collide (see the module docstring) is built
-    as dicts by the same code as :func:`flatten_alerts` and encoded whole.
 
-    >>> import json
-    >>> encode = lambda event: json.dumps(event, separators=(",", ":")).encode()
-    >>> alert = {"_id": "a", "entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 2}]}
-    >>> [line.decode() for line in flatten_alerts_json([alert], encode=encode)]
-    ['{"_id":"a","related_ips":2,"ip_id":1}', '{"_id":"a","related_ips":2,"ip_id":2}']
+def events_size(common: Mapping[str, Any], groups: Sequence[Sequence[Mapping[str, Any]]]) -> int:
+    """The bytes an alert's events take together as compact JSON (one line each, line breaks not counted).
+
+    ``common`` holds the fields every event has (the alert minus ``entities``, with the counts); ``groups`` each
+    entity's fields under their event names, one list per type. Every event is ``common`` plus one entity of each
+    group, so the total follows from each piece's size without building an event: n events of ``common``, and each
+    entity once in every n / (its group's size) events. Renamed fields (collisions) are counted under their plain
+    names: a few bytes per event at most.
+
+    >>> events_size({"_id": "a", "related_ips": 2}, [[{"ip_id": 1}, {"ip_id": 2}]])
+    74
+    >>> len(b'{"_id":"a","related_ips":2,"ip_id":1}') * 2
+    74
     """
-    _check_max_events(max_events)
-    return (line for _, lines in _alerts_json(alerts, max_events, stats or FlattenStats(), encode) for line in lines)
-
-
-def flatten_alerts_json_by_alert(
-    alerts: Iterable[dict[str, Any]],
-    *,
-    encode: Callable[[Any], bytes],
-    max_events: int = DEFAULT_MAX_EVENTS,
-    stats: FlattenStats | None = None,
-) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
-    """:func:`flatten_alerts_json` one alert at a time: each alert with its events' lines (to count them per alert)."""
-    _check_max_events(max_events)
-    return _alerts_json(alerts, max_events, stats or FlattenStats(), encode)
-
-
-def _alerts_json(
-    alerts: Iterable[dict[str, Any]], max_events: int, stats: FlattenStats, encode: Callable[[Any], bytes]
-) -> Iterator[tuple[dict[str, Any], list[bytes]]]:
-    for alert in alerts:
-        lines, capped = _expand_alert_json(alert, max_events, encode)
-        stats.alerts_in += 1
-        stats.capped += capped
-        stats.events_out += len(lines)  # at most max_events lines: bounded, so a list is fine
-        yield alert, lines
-
-
-def _expand_alert_json(
-    alert: dict[str, Any], max_events: int, encode: Callable[[Any], bytes]
-) -> tuple[list[bytes], bool]:
-    if not isinstance(alert, dict):
-        raise ValueError(f"an alert must be a dict, got {type(alert).__name__}")
-    by_type, distinct = _entity_fields_by_type(alert)
-    common = dict(alert)  # this function's own dict (a C copy, cheaper than filtering): the counts go into it
-    common.pop("entities", None)
-    if not by_type:
-        return [encode(common)], False
-    for entity_type, members in by_type.items():
-        _place(common, count_field(entity_type), len(members))
-    groups = list(by_type.values())
-    if not distinct or math.prod(map(len, groups)) > max_events or not _names_are_free(common, groups):
-        # Capped, or some name must be renamed: the dict road (_expand_alert) knows both; rare, so encode its events.
-        events, capped = _expand_alert(alert, max_events)
-        return [encode(event) for event in events], capped
-    # An event is `{<common members>` + `,<one entity's members>` per group + `}`; common always holds the counts.
-    head = encode(common)[:-1]
-    pieces = [[_members(encode(fields)) for fields in group] for group in groups]
-    return [b"".join((head, *combination, b"}")) for combination in itertools.product(*pieces)], False
-
-
-def _entity_fields_by_type(alert: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], bool]:
-    """The alert's entities by type, each as its fields under their event names; whether every key kept its own name.
-
-    Types come in first-seen order. A key may lose its name: 1 and "1" both become ``<type>_1`` (not JSON, but
-    possible in a dict). The same groups and names as _group_entities and _combine lay out; validation is shared.
-    """
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    distinct = True
-    for index, entity in enumerate(_entity_list(alert)):
-        entity_type = _entity_type(alert, index, entity)
-        prefix = entity_field(entity_type, "")
-        try:  # JSON's keys are all str: the plain comprehension is the fast road, and names stay distinct
-            fields = {prefix + key: value for key, value in entity.items()}
-            if "type" in entity:
-                del fields[prefix + "type"]
-        except TypeError:  # a key that is not a str (possible in a dict)
-            fields = {prefix + str(key): value for key, value in entity.items() if key != "type"}
-            distinct = distinct and len(fields) == len(entity) - ("type" in entity)
-        by_type.setdefault(entity_type, []).append(fields)
-    return by_type, distinct
-
-
-def _names_are_free(common: Mapping[str, Any], groups: list[list[dict[str, Any]]]) -> bool:
-    """Whether no event of the alert needs a renamed field: every entity field name is new to every event.
-
-    Then each event is ``common`` followed by one entity's fields per group, in group order: what _combine builds
-    when nothing collides.
-    """
-    taken = set(common)
+    combinations = math.prod(len(group) for group in groups)
+    total = combinations * len(json_codec.encode(dict(common)))
     for group in groups:
-        names: set[str] = set()
-        for fields in group:
-            names.update(fields)
-        if not taken.isdisjoint(names):
-            return False
-        taken |= names
-    return True
+        each = combinations // len(group)  # how many events each entity of this group is in
+        total += each * sum(len(members(json_codec.encode(dict(fields)))) for fields in group)
+    return total
 
 
-def _members(encoded: bytes) -> bytes:
+def members(encoded: bytes) -> bytes:
     """``{"a":1,"b":2}`` as ``,"a":1,"b":2``, to follow other members; ``{}`` as nothing."""
     return b"," + encoded[1:-1] if len(encoded) > 2 else b""
 
 
-def _expand_alert(alert: dict[str, Any], max_events: int) -> tuple[Iterator[Event], bool]:
-    """The alert's events (lazily, so a stream never holds one alert's thousand events) and whether capped."""
-    _check_max_events(max_events)
+def expand_alert(alert: dict[str, Any], max_events: int, max_bytes: int) -> tuple[Iterator[Event], str | None]:
+    """The alert's events, lazily (a stream never holds one alert's thousand events), and why it was capped.
+
+    The reason is :data:`COMBINATIONS_FIELD` (too many events), :data:`BYTES_FIELD` (too large), or None.
+    """
+    check_caps(max_events, max_bytes)
     if not isinstance(alert, dict):
         raise ValueError(f"an alert must be a dict, got {type(alert).__name__}")
     groups = _group_entities(alert)
     base = {key: value for key, value in alert.items() if key != "entities"}
     combinations = math.prod(len(group.entities) for group in groups)
     if combinations <= max_events:
-        return _combine(base, groups), False
-    logger.warning(
-        "alert %s: %d entity combinations exceed max_events=%d; emitted once unexpanded with %s=true",
-        alert.get("_id", "?"),
-        combinations,
-        max_events,
-        CAPPED_FIELD,
-    )
-    return iter([_capped_event(alert, groups, combinations)]), True
+        if combinations < 2:  # one event is about the alert's own size: capping it would save nothing
+            return _combine(base, groups), None
+        pieces = [[_lay_out(group, entity).fields for entity in group.entities] for group in groups]
+        size = events_size(_common_fields(base, groups), pieces)
+        if size <= max_bytes:
+            return _combine(base, groups), None
+        return iter([capped_event(alert, _counts(groups), combinations, size=size, max_bytes=max_bytes)]), BYTES_FIELD
+    event = capped_event(alert, _counts(groups), combinations, max_events=max_events)
+    return iter([event]), COMBINATIONS_FIELD
 
 
-def _capped_event(alert: dict[str, Any], groups: list[_Group], combinations: int) -> Event:
-    # The whole alert, entities included, so no entity is lost; the counts keep it searchable like the others.
+def capped_event(
+    alert: dict[str, Any],
+    counts: Mapping[str, int],
+    combinations: int,
+    *,
+    max_events: int | None = None,
+    size: int | None = None,
+    max_bytes: int | None = None,
+) -> Event:
+    """The alert once, unexpanded, marked, with a warning that names it and the cap it passed.
+
+    The whole alert, entities included, so no entity is lost; the counts keep it searchable like the others.
+    """
+    if size is None:
+        why = f"{combinations} entity combinations exceed max_events={max_events}"
+    else:
+        why = f"its {combinations} events would take {size} bytes, over max_bytes={max_bytes}"
+    logger.warning("alert %s: %s; emitted once unexpanded with %s=true", alert.get("_id", "?"), why, CAPPED_FIELD)
     event = {key: _copy(value) for key, value in alert.items()}
-    for group in groups:
-        _place(event, count_field(group.type), len(group.entities))
-    _place(event, CAPPED_FIELD, True)
-    _place(event, COMBINATIONS_FIELD, combinations)
+    for entity_type, count in counts.items():
+        place_field(event, count_field(entity_type), count)
+    place_field(event, CAPPED_FIELD, True)
+    place_field(event, COMBINATIONS_FIELD, combinations)
+    if size is not None:
+        place_field(event, BYTES_FIELD, size)
     return event
+
+
+def _counts(groups: list[_Group]) -> dict[str, int]:
+    return {group.type: len(group.entities) for group in groups}
 
 
 def _group_entities(alert: dict[str, Any]) -> list[_Group]:
     by_type: dict[str, list[dict[str, Any]]] = {}  # dicts keep insertion order: types stay in first-seen order
-    for index, entity in enumerate(_entity_list(alert)):
-        entity_type = _entity_type(alert, index, entity)
+    for index, entity in enumerate(entity_list(alert)):
+        entity_type = entity_type_of(alert, index, entity)
         by_type.setdefault(entity_type, []).append({key: value for key, value in entity.items() if key != "type"})
     return [_Group(entity_type, True, members) for entity_type, members in by_type.items()]
 
 
-def _entity_list(alert: dict[str, Any]) -> list[Any]:
+def entity_list(alert: dict[str, Any]) -> list[Any]:
+    """The alert's ``entities``: a list, or [] when missing or None."""
     entities = alert.get("entities")
     if entities is None:
         return []
@@ -384,7 +351,7 @@ def _entity_list(alert: dict[str, Any]) -> list[Any]:
     return entities
 
 
-def _entity_type(alert: dict[str, Any], index: int, entity: Any) -> str:
+def entity_type_of(alert: dict[str, Any], index: int, entity: Any) -> str:
     """The group of ``entity``, the alert's ``entities[index]``; entities without a type form ``unknown``."""
     if not isinstance(entity, dict):
         raise ValueError(
@@ -455,7 +422,7 @@ def _combine(base: Mapping[str, Any], groups: list[_Group]) -> Iterator[Event]:
                     event[name] = copy.deepcopy(event[name])
             else:
                 for name, value in entity.pairs:
-                    _place(event, name, _copy(value))
+                    place_field(event, name, _copy(value))
         yield event
 
 
@@ -463,18 +430,18 @@ def _common_fields(base: Mapping[str, Any], groups: list[_Group]) -> dict[str, A
     # Holds references to the caller's values; every event copies them (see _combine).
     common = dict(base)
     for group in groups:
-        _place(common, count_field(group.type), len(group.entities))
+        place_field(common, count_field(group.type), len(group.entities))
     for group in groups:
         if not group.should_flatten:
-            _place(common, list_field(group.type), group.entities)
+            place_field(common, list_field(group.type), group.entities)
     return common
 
 
-def _place(event: dict[str, Any], name: str, value: Any) -> None:
+def place_field(event: dict[str, Any], name: str, value: Any) -> None:
     """Set ``name``, or the first free ``entity_<name>``, ``entity_<name>_2``... when taken: never overwrite.
 
     >>> event = {"user_name": "alert", "entity_user_name": "alert too"}
-    >>> _place(event, "user_name", "entity")
+    >>> place_field(event, "user_name", "entity")
     >>> event
     {'user_name': 'alert', 'entity_user_name': 'alert too', 'entity_user_name_2': 'entity'}
     """
@@ -494,6 +461,8 @@ def _copy(value: Any) -> Any:
     return value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
 
 
-def _check_max_events(max_events: int) -> None:
-    if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-        raise ValueError(f"max_events must be a positive int, got {max_events!r}")
+def check_caps(max_events: int, max_bytes: int) -> None:
+    """Refuse caps that are not positive ints (a bool is not a number here)."""
+    for name, value in (("max_events", max_events), ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")

@@ -187,6 +187,7 @@ def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
                     "lag": "3m",
                     "page_size": 50,
                     "max_events_per_alert": 20,
+                    "max_bytes_per_alert": 2_000_000,
                     "tag": "my.app.mdca.alerts",
                     "obfuscation": ["user.userName", {"path": "entities[].label", "method": "mask"}],
                 }
@@ -215,7 +216,7 @@ def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
         "file:///srv/mdca",
     )
     assert fetch.retries == 5 and fetch.retry_delay == timedelta(seconds=90)
-    assert flatten.max_events_per_alert == 20
+    assert flatten.max_events_per_alert == 20 and flatten.max_bytes_per_alert == 2_000_000
     assert (ship.tag, ship.devo_conn_id, ship.obfuscation_key_variable) == (
         "my.app.mdca.alerts",
         "devo_prod",

@@ -55,6 +55,7 @@ COMMON_DEFAULTS = {
     "page_size": None,
     "on_expired_window": "error",
     "max_events_per_alert": 1000,
+    "max_bytes_per_alert": 32 * 1024 * 1024,
     "obfuscation": (),
     "obfuscation_key_conn_id": None,
     "obfuscation_key_variable": None,
@@ -318,6 +319,26 @@ WITH_DATE = {"historic_date_utc": START}
             {"defaults": WITH_DATE, "services": {"alerts": {"max_events_per_alert": 0}}},
             "services.alerts.max_events_per_alert",
             "at least 1",
+        ),
+        (
+            {"defaults": WITH_DATE, "services": {"alerts": {"max_events_per_alert": 10_001}}},
+            "services.alerts.max_events_per_alert",
+            "must be at most 10000, got 10001",
+        ),
+        (
+            {"defaults": WITH_DATE, "services": {"alerts": {"max_bytes_per_alert": 1000}}},
+            "services.alerts.max_bytes_per_alert",
+            "must be at least 1048576",
+        ),
+        (
+            {"defaults": WITH_DATE, "services": {"alerts": {"max_bytes_per_alert": 2**31}}},
+            "services.alerts.max_bytes_per_alert",
+            "must be at most 1073741824",
+        ),
+        (
+            {"defaults": WITH_DATE, "services": {"files": {"max_bytes_per_alert": 2**20}}},
+            "services.files.max_bytes_per_alert",
+            "only alerts",
         ),
         (
             {"defaults": WITH_DATE, "services": {"activities": {"page_size": 100}}},

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import doctest
 import itertools
 import json
 import logging
 import math
 import re
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -16,17 +18,19 @@ from hypothesis import event as note_event
 from hypothesis import strategies as st
 
 from airflow_provider_mdca import json_codec
-from airflow_provider_mdca.transforms import flatten
+from airflow_provider_mdca.transforms import flatten, flatten_json
 from airflow_provider_mdca.transforms.flatten import (
+    DEFAULT_MAX_BYTES,
     FlattenStats,
     count_field,
     entity_field,
+    events_size,
     flatten_alert,
     flatten_alerts,
-    flatten_alerts_json,
     flatten_event,
     list_field,
 )
+from airflow_provider_mdca.transforms.flatten_json import flatten_alerts_json, flatten_alerts_json_by_alert
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -292,12 +296,109 @@ def test_flatten_alerts_streams_and_counts():
     events = list(stream)
     assert [e["_id"] for e in events] == ["a", "b", "b", "c"]
     assert stats == FlattenStats(alerts_in=3, events_out=4, capped=1)
-    assert stats.as_dict() == {"alerts_in": 3, "events_out": 4, "capped": 1}
+    assert stats.as_dict() == {"alerts_in": 3, "events_out": 4, "capped": 1, "capped_by_bytes": 0}
 
 
 def test_flatten_alerts_checks_max_events_eagerly():
     with pytest.raises(ValueError, match="max_events"):
         flatten_alerts([], max_events=-1)
+    with pytest.raises(ValueError, match="max_bytes must be a positive int, got 0"):
+        flatten_alerts([], max_bytes=0)
+
+
+# ---- the size cap and streaming (issue 14, item 12) ----
+
+
+def big_alert(entities: int = 1000, text: int = 50_000) -> dict[str, Any]:
+    """One alert whose large field is copied into each of its ``entities`` events."""
+    return {
+        "_id": "big",
+        "description": "d" * text,
+        "entities": [{"type": "user", "id": f"u{n}", "label": f"user {n}"} for n in range(entities)],
+    }
+
+
+def test_an_alert_whose_events_exceed_the_byte_cap_is_emitted_once_marked_on_both_roads(caplog):
+    alert = big_alert()  # 1,000 events of about 50 KB: about 50 MB
+    size = events_size(
+        {"_id": "big", "description": alert["description"], "related_users": 1000},
+        [[{"user_id": e["id"], "user_label": e["label"]} for e in alert["entities"]]],
+    )
+    assert 50_000_000 < size < 51_000_000
+    before = copy.deepcopy(alert)
+    with caplog.at_level(logging.WARNING, logger=flatten.__name__):
+        [event] = flatten_alert(alert, max_bytes=size - 1)
+    assert event == {
+        **before,
+        "related_users": 1000,
+        "flatten_capped": True,
+        "flatten_combinations": 1000,
+        "flatten_bytes": size,
+    }
+    assert f"{size} bytes, over max_bytes={size - 1}" in caplog.records[-1].getMessage()
+    stats = FlattenStats()
+    [line] = list(flatten_alerts_json([alert], encode=json_codec.encode, max_bytes=size - 1, stats=stats))
+    assert json_codec.decode(line) == event
+    assert stats == FlattenStats(alerts_in=1, events_out=1, capped=1, capped_by_bytes=1)
+    # At the cap it is expanded, and the events take exactly the size measured.
+    lines = list(flatten_alerts_json([alert], encode=json_codec.encode, max_bytes=size))
+    assert len(lines) == 1000 and sum(map(len, lines)) == size
+    assert len(flatten_alert(alert, max_bytes=size)) == 1000
+
+
+def test_the_default_byte_cap_stops_a_thousand_large_events():
+    assert DEFAULT_MAX_BYTES == 32 * 1024 * 1024
+    [event] = flatten_alert(big_alert(text=200_000))  # 1,000 events of 200 KB: 200 MB
+    assert event["flatten_capped"] is True and event["flatten_bytes"] > 200_000_000
+
+
+def test_one_event_is_never_capped_for_its_size():
+    alert = {"_id": "one", "description": "d" * 5000, "entities": [{"type": "user", "id": 1}]}
+    assert "flatten_capped" not in flatten_alert(alert, max_bytes=100)[0]
+    assert "flatten_capped" not in json_codec.decode(
+        next(flatten_alerts_json([alert], encode=json_codec.encode, max_bytes=100))
+    )
+
+
+def _peak_while(consume: Any) -> int:
+    tracemalloc.start()
+    try:
+        consume()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("road", ["dict", "json", "json by alert"])
+def test_an_alerts_events_stream_one_at_a_time_never_in_a_list(road):
+    # 1,000 events of 50 KB (about 50 MB) under a cap that lets them through: held together, they would show.
+    alert = big_alert()
+    seen = {"events": 0, "bytes": 0}
+
+    def consume() -> None:
+        if road == "dict":
+            for event in flatten_alerts([alert], max_bytes=10**9):
+                seen["events"] += 1
+                seen["bytes"] += len(event["description"])
+        elif road == "json":
+            for line in flatten_alerts_json([alert], encode=json_codec.encode, max_bytes=10**9):
+                seen["events"] += 1
+                seen["bytes"] += len(line)
+        else:
+            for item in flatten_alerts_json_by_alert([alert], encode=json_codec.encode, max_bytes=10**9):
+                assert item.events == 1000  # known before any line is built
+                for line in item.lines:
+                    seen["events"] += 1
+                    seen["bytes"] += len(line)
+
+    peak = _peak_while(consume)
+    assert seen["events"] == 1000 and seen["bytes"] >= 50_000_000
+    assert peak < 5_000_000, f"peak {peak:,} bytes: the events were held together"
+
+
+def test_the_doctests_of_the_json_road_hold():
+    results = doctest.testmod(flatten_json)
+    assert results.attempted >= 3 and results.failed == 0
 
 
 # ---- properties ----
@@ -460,15 +561,29 @@ def _json_encode(event: Any) -> bytes:
         max_size=4,
     ),
     max_events=st.integers(1, 12),
+    max_bytes=st.integers(1, 400) | st.just(DEFAULT_MAX_BYTES),
     encoder=st.sampled_from([json_codec.encode, _json_encode]),
 )
-def test_the_json_road_writes_exactly_the_events_of_the_dict_road(alerts, max_events, encoder):
+def test_the_json_road_writes_exactly_the_events_of_the_dict_road(alerts, max_events, max_bytes, encoder):
     dict_stats, json_stats = FlattenStats(), FlattenStats()
-    events = list(flatten_alerts(copy.deepcopy(alerts), max_events=max_events, stats=dict_stats))
-    lines = list(flatten_alerts_json(alerts, encode=encoder, max_events=max_events, stats=json_stats))
+    events = list(flatten_alerts(copy.deepcopy(alerts), max_events=max_events, max_bytes=max_bytes, stats=dict_stats))
+    lines = list(
+        flatten_alerts_json(alerts, encode=encoder, max_events=max_events, max_bytes=max_bytes, stats=json_stats)
+    )
     assert lines == [encoder(event) for event in events]
     assert json_stats == dict_stats
-    note_event(f"capped={json_stats.capped > 0}, events per alert={len(lines) / max(1, len(alerts)):.0f}")
+    for item in flatten_alerts_json_by_alert(
+        alerts, encode=json_codec.encode, max_events=max_events, max_bytes=max_bytes
+    ):
+        lines = list(item.lines)
+        assert len(lines) == item.events
+        # An alert expanded into several events fits the byte cap (renamed collisions aside: a few bytes each).
+        if len(lines) > 1:
+            assert sum(map(len, lines)) <= max_bytes + 64 * len(lines)
+    note_event(
+        f"capped={json_stats.capped - json_stats.capped_by_bytes > 0}, by bytes={json_stats.capped_by_bytes > 0}, "
+        f"events per alert={len(events) / max(1, len(alerts)):.0f}"
+    )
 
 
 def test_the_json_road_renames_collisions_like_the_dict_road():

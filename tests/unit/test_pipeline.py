@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -255,3 +256,44 @@ def test_the_part_key_offsets_give_the_keys_a_whole_stage_count_gives(tmp_path):
     write_manifest(other, old_manifest)
     ship_stage(other / FLATTENED / "manifest.json", Sink(batch=5), tag="t.alerts")
     assert with_offsets == ledger_keys(other) and len(with_offsets) == 12 * 4 + 3 * 2 + 2
+
+
+def big_alert(events: int = 1000, text: int = 20_000) -> dict[str, Any]:
+    return {
+        "_id": "big",
+        "description": "d" * text,
+        "entities": [{"type": "user", "id": f"u{n}"} for n in range(events)],
+    }
+
+
+def test_flatten_streams_an_alerts_events_into_parts_and_notes_their_keys(tmp_path):
+    # Issue 14, item 12: the by-alert road handed over each alert's events as one list (1,000 events: 200 MB held).
+    rows = [*alerts(2, ips=2), big_alert(), {"entities": [{"type": "ip", "id": 1}, {"type": "ip", "id": 2}]}]
+    fetched = stage(tmp_path, rows, service="alerts")
+    tracemalloc.start()
+    try:
+        flattened, summary = flatten_stage(fetched, max_part_bytes=4_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary.records == 2 * 2 + 1000 + 2 and summary.bytes > 20_000_000
+    assert peak < 12_000_000, f"peak {peak:,} bytes: an alert's 20 MB of events were held together"
+    manifest = read_manifest(flattened)
+    assert len(manifest.parts) > 4  # the big alert's events run across parts
+    sink = Sink(batch=100)
+    ship_stage(flattened, sink, tag="t.alerts")
+    assert Counter(event.get("_id") for event in sink.events) == Counter({"a0000": 2, "a0001": 2, "big": 1000, None: 2})
+    assert ship_stage(flattened, sink, tag="t.alerts").delivered == 0
+
+
+def test_flatten_stages_an_alert_over_the_byte_cap_once_marked(tmp_path):
+    fetched = stage(tmp_path, [big_alert(), *alerts(1)], service="alerts")
+    flattened, summary = flatten_stage(fetched, max_bytes_per_alert=1_000_000)
+    assert summary.records == 1 + 3
+    assert summary.stats == {"alerts_in": 2, "events_out": 4, "capped": 1, "capped_by_bytes": 1}
+    assert read_manifest(flattened).extra["flatten"]["capped_by_bytes"] == 1
+    sink = Sink()
+    ship_stage(flattened, sink, tag="t.alerts")
+    [capped] = [event for event in sink.events if event["_id"] == "big"]
+    assert capped["flatten_capped"] is True and capped["flatten_bytes"] > 20_000_000
+    assert len(capped["entities"]) == 1000
