@@ -7,6 +7,8 @@ concern each:
 * :mod:`.tls` — a throw-away CA: server certificate for 127.0.0.1/localhost, client certificates for mTLS.
 * :mod:`.data`, :mod:`.records` — deterministic, lazy record streams (segments, rates, clusters, late
   records); ``records.SHAPES``, each service's record by the registry's name.
+* :mod:`.timing` — the time model: when each record is stored, how alerts change, what expires (realistic by
+  default; ``instant`` for the speed benchmarks).
 * :mod:`.state` — :class:`TenantConfig` (every knob, JSON round-trip) and the live, thread-safe tenant state.
 * :mod:`.entra`, :mod:`.mdca`, :mod:`.admin` — the API logic, each returning a :class:`~.reply.Reply`.
 * :mod:`.server` — :class:`EmulatorServer`, the HTTPS listener that routes to them.
@@ -33,6 +35,7 @@ from mdca_emulator.state import (
     TenantState,
     TimeSeriesConfig,
 )
+from mdca_emulator.timing import TIME_MODELS, AlertChanges, DelayClass
 from mdca_emulator.tls import CertificateAuthority
 
 __all__ = [
@@ -40,7 +43,10 @@ __all__ = [
     "FAULT_NAMES",
     "MDCA_SCOPE",
     "RETRY_AFTER_STYLES",
+    "TIME_MODELS",
+    "AlertChanges",
     "CertificateAuthority",
+    "DelayClass",
     "DevoEmulator",
     "DevoFaultSettings",
     "DevoFaults",

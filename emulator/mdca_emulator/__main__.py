@@ -10,6 +10,11 @@ same JSON as one line on stdout, so a parent process can read one line and conne
 
 The Devo relay and HTTP ingestion emulator (``devo.py``) runs beside the MDCA one with the same CA; ``--no-devo``
 leaves it out (and the ``devo`` key with it).
+
+``--clock-rate R`` (with ``--clock-origin``, default now) compresses the server clock: every tenant's time runs R
+times as fast as the wall clock, so that an Airflow scheduler sees consecutive windows of MDCA time pass while
+records are stored from 0 to 72 hours late; ``POST /_admin/clock`` changes it while running. ``--time-model`` sets
+the model of tenants whose configuration names none (``realistic`` unless said).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import signal
 import sys
 import tempfile
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,7 +36,7 @@ from typing import Any
 from mdca_emulator.demo import demo_tenant
 from mdca_emulator.devo import DEFAULT_DOMAIN, DevoEmulator
 from mdca_emulator.server import LOOPBACK, EmulatorServer
-from mdca_emulator.state import TenantConfig
+from mdca_emulator.state import TIME_MODELS, TenantConfig
 
 __all__ = ["main"]
 
@@ -45,6 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", type=Path, help="CA, certificates, emulator.json (default: temp)")
     parser.add_argument("--config", type=Path, help="JSON file: one TenantConfig object or a list of them")
     parser.add_argument("--seed", type=int, help="seed for tenants whose config sets none (default 0)")
+    parser.add_argument(
+        "--time-model",
+        choices=TIME_MODELS,
+        help="time model for tenants whose config sets none (default realistic: late records, changing alerts)",
+    )
+    clock = parser.add_argument_group("server clock (compressed time, for end-to-end runs)")
+    clock.add_argument(
+        "--clock-origin",
+        type=_epoch_ms,
+        help="the time the clock shows at start: epoch ms or ISO 8601 (default: now)",
+    )
+    clock.add_argument(
+        "--clock-rate",
+        type=float,
+        help="emulated seconds per real second, e.g. 60: a real second is an emulated minute (default 1)",
+    )
     parser.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
     devo = parser.add_argument_group("Devo relay and HTTP ingestion emulator")
     devo.add_argument("--no-devo", action="store_true", help="do not start the Devo emulator")
@@ -55,11 +77,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_tenants(path: Path, seed: int | None) -> list[TenantConfig]:
-    """Tenant configs from a JSON file; `seed` fills in where a config has none."""
+def _epoch_ms(text: str) -> int:
+    """Epoch milliseconds from digits, or from ISO 8601 text (UTC when it names no zone)."""
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not epoch ms or ISO 8601: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def load_tenants(path: Path, seed: int | None, time_model: str | None = None) -> list[TenantConfig]:
+    """Tenant configs from a JSON file; `seed` and `time_model` fill in where a config has none."""
     raw: Any = json.loads(path.read_text(encoding="utf-8"))
     items = raw if isinstance(raw, list) else [raw]
-    defaults = {} if seed is None else {"seed": seed}
+    defaults: dict[str, Any] = {} if seed is None else {"seed": seed}
+    if time_model is not None:
+        defaults["time_model"] = time_model
     return [TenantConfig.from_dict({**defaults, **item}) for item in items]
 
 
@@ -94,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     state_dir: Path = args.state_dir or Path(tempfile.mkdtemp(prefix="mdca-emulator-"))
     try:
-        tenants = load_tenants(args.config, args.seed) if args.config else [demo_tenant(seed=args.seed or 0)]
+        if args.config:
+            tenants = load_tenants(args.config, args.seed, args.time_model)
+        else:
+            tenants = [demo_tenant(seed=args.seed or 0, time_model=args.time_model)]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         parser.error(f"bad --config: {exc}")
+    if args.clock_rate is not None and args.clock_rate < 0:
+        parser.error("--clock-rate must be >= 0")
     if not args.devo_domain or "/" in args.devo_domain:
         parser.error("--devo-domain must be non-empty and contain no '/'")
 
@@ -108,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with EmulatorServer(state_dir, args.port, tenants) as server, _devo(args, server) as devo:
+        if args.clock_origin is not None or args.clock_rate is not None:
+            rate = 1.0 if args.clock_rate is None else args.clock_rate
+            server.set_rate(rate, args.clock_origin)
         info = server.describe()
         if devo is not None:
             info["devo"] = devo.describe()

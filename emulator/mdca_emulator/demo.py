@@ -32,13 +32,15 @@ def demo_tenant(
     tenant_id: str = DEMO_TENANT_ID,
     seed: int = 0,
     history_start_ms: int | None = None,
+    time_model: str | None = None,
 ) -> TenantConfig:
     """A tenant with ~3,000 activities, ~60 alerts and ~200 files an hour, 500 entities, 40 subnets.
 
     Every service of the registry has data: one this module has no figure for gets the alerts' hourly volume, or
     the subnets' count. Data starts at `history_start_ms` (default: UTC midnight 30 days ago) and runs on forever;
     records appear as the clock reaches them, like a live tenant. Hours are absolute UTC hours, so a restarted demo
-    serves the same records for the same hours. Throttled at MDCA's 30 requests per minute.
+    serves the same records for the same hours. Throttled at MDCA's 30 requests per minute. `time_model`: the
+    tenant's (``timing.py``); by default instant, for now (see below).
     """
     if history_start_ms is None:
         today = time.time_ns() // 1_000_000 // _DAY_MS * _DAY_MS
@@ -49,4 +51,7 @@ def demo_tenant(
         data[name] = TimeSeriesConfig([Rate(per_hour, clusters, history_start_ms)])
     for name in services.SNAPSHOTS:
         data[name] = SnapshotConfig(_COUNTS.get(name, _DEFAULT_COUNT))
-    return TenantConfig(tenant_id=tenant_id, seed=seed, services=data, requests_per_minute=30)
+    if time_model is None:
+        # TIME-MODEL: instant until the collector handles late records (issue 13)
+        time_model = "instant"
+    return TenantConfig(tenant_id=tenant_id, seed=seed, services=data, requests_per_minute=30, time_model=time_model)

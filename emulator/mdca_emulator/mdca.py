@@ -4,30 +4,59 @@ One request goes through, in order: the throttle (429, no slot taken), the fault
 authentication (401/403), request validation (400), then the page. A ``truncate`` fault lets the page be
 computed and cuts it in half on the wire.
 
+Every per-service fact comes from the provider's registry (``services.py``): the routes, the paging (scan or
+skip/limit, snapshots), the credential, whether a service is windowed. The fields a windowed service is filtered
+and sorted on are the emulator's own, per service (``data.field_roles``), whatever field the registry windows on, so
+that a collector may move its window from one to another. When records are stored and how they change is the tenant's
+time model (``timing.py``; ``TenantConfig.time_model``, realistic by default).
+
 Choices where MDCA's behaviour is unknown or undocumented (the client must survive either way):
 
-Every per-service fact comes from the provider's registry (``services.py``): the window's filter and record
-fields, the paging (scan or skip/limit, snapshots), the credential. What MDCA answers differently for a few services
-beyond that is in the tables below (``_EXTRA_SORT_FIELDS``, ``_EXTRA_META``), keyed by the registry's names.
-
-* Filters: only the service's window field (the registry's ``filter_field``: ``date``; files ``modifiedDate``) with
-  ``gte``, ``gt``, ``lte``, ``lt``, ``eq`` (a value or a list) and ``range`` (a list of inclusive
-  ``{"start", "end"}``); anything else is a 400. Snapshots accept no filter at all (an empty ``filters`` object is
-  fine).
+* Filters: activities ``date`` (when it happened) and ``created`` (when MDCA stored it); alerts ``date`` and
+  ``resolutionDate`` (when resolved: alerts whose ``resolveTime`` is in range and already past on the tenant clock);
+  files ``modifiedDate`` (the app's time) and ``snapshotLastModifiedDate`` (when MDCA's scan updated its record).
+  Each takes ``gte``, ``gt``, ``lte``, ``lt``, ``eq`` (a value or a list) and ``range`` (a list of inclusive
+  ``{"start", "end"}``), in epoch ms, and filters AND together; anything else is a 400. Snapshots take only ``_id``
+  with ``gt``, ``gte``, ``lt``, ``lte`` (MDCA documents no filter for stable paging; the emulator's choice, for
+  paging a collection that changes on a unique key); an empty ``filters`` object is fine.
+* A record is invisible to every query and to ``total`` until it is stored (``created`` <= the tenant clock);
+  ``total`` is then exact. Activities older than their retention (30 days, realistic model) are no longer served:
+  an empty page, ``total`` 0.
+* Sort fields: any filter field of the service (activities ``date``/``created``, alerts ``date``/``resolutionDate``,
+  files ``modifiedDate``/``snapshotLastModifiedDate``), and the registry's record field (e.g. ``timestamp``) as the
+  event's time; ties are broken by ``_id``. Alerts sorted by ``resolutionDate``: the resolved ones by
+  ``resolveTime``, then the others by ``date`` (the other way round descending). Snapshots: ``_id``, entities
+  ``date`` (when the entity joined the collection: the same order), subnets ``name`` (names sort like ``_id``).
+* Default order: a non-scan list that states no ``sortDirection`` answers newest first (``desc``), the order MCAS's
+  own PowerShell paging relies on (``TenantConfig.default_sort_direction``), sorted on the event's time (snapshots:
+  ``_id``); a stated ``sortField``/``sortDirection`` is obeyed.
 * ``isScan`` is honoured by the scan-paged service (activities) only and ignored elsewhere; a scan takes no ``skip``
-  (other than 0) and no ``desc`` order.
-* Sort fields: the window field (or the record's time field) for windowed services; ``_id`` for snapshots, plus
-  ``name`` for data enrichment's subnet groups (names sort like ``_id``).
+  (other than 0). It follows its sort field (default ``date``), ascending unless ``sortDirection`` says ``desc``;
+  ``nextQueryFilters`` moves that field's bound (the lower one ascending: ``gte`` the page's last value; the upper one
+  descending: ``lte``), keeps every other filter, and the records sharing the page's last value move to the next
+  page. When nothing needs dropping because the page is one value, the next bound is that value + 1 (- 1
+  descending).
 * A Bearer token (Entra ID) is refused with 403 where the registry says the service takes the portal's legacy token
   (files); the legacy token is accepted everywhere.
-* ``total`` counts records with a timestamp up to the tenant clock, including late ones not yet visible — an
-  estimate, as MDCA's is.
-* In scan mode, when nothing needs dropping because the page is one timestamp, ``nextQueryFilters`` starts at
-  that timestamp + 1.
+* Alerts show their state as of the tenant clock: ``statusValue`` 0 new, 1 in progress, 2 resolved (MDCA does not
+  document its codes; these follow the Defender portal's statuses), ``resolutionStatusValue`` as documented (0 open,
+  3 false positive, 4 benign, 5 true positive), ``resolveTime`` in epoch ms (null until resolved; Microsoft's own
+  sample shows ISO text), ``handledByUser`` and ``comment``. Under the instant model alerts never change and carry
+  neither ``resolveTime`` nor ``handledByUser``, as before.
+* Files carry ``snapshotLastModifiedDate`` as ISO 8601 text with milliseconds (what MDCA writes in records); filters
+  on it take epoch ms like every date filter. A file's change is stored at the first scan of its app after it
+  (``timing.py``: every 4 hours, each app at its own offset), so that is when the file's record shows it.
+* Entities and subnets change with the clock (realistic model): records join and leave, about ``count`` of them there
+  at any time, each staying a lifetime drawn in ``lifetime_days``; newcomers have higher ``_id``s (and later
+  ``date``, their ``firstSeen``). A skip/limit page read later may therefore shift; ``_id`` ``gt`` paging does not.
+  MDCA documents neither how its collections change nor a stable way to page them.
+* The instant it is stored, a record is in every answer that asks for it; ``total`` counts records as of the same
+  instant. Records stored at the same ``created`` (or resolved at the same ``resolveTime``) sort by ``_id``.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import email.utils
 import functools
@@ -41,19 +70,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdca_emulator import services
-from mdca_emulator.data import INF_MS, Entry, SnapshotData, TimeSeriesData
+from mdca_emulator.data import (
+    ALL,
+    INF_MS,
+    Entry,
+    Query,
+    SnapshotData,
+    TimeSeriesData,
+    field_roles,
+    intersect,
+    normalise,
+)
 from mdca_emulator.reply import Prepared, Reply, dumps, json_reply, text_reply
 from mdca_emulator.state import TenantConfig, TenantState
 
-__all__ = ["ApiRequest", "BadRequest", "handle", "parse_window"]
+__all__ = ["ApiRequest", "BadRequest", "handle", "parse_filters"]
 
 PAGE_MAX = 100
 SCAN_MIN, SCAN_MAX, SCAN_DEFAULT = 500, 5000, 500
 _NOT_VALID = "CONSOLE_FORMS_NOT_VALID_VALUE"
 Intervals = list[tuple[int, int]]
 
-#: Sort fields a service takes beyond its window's fields (windowed) or ``_id`` (snapshots).
-_EXTRA_SORT_FIELDS: dict[str, frozenset[str]] = {"data_enrichment": frozenset({"name"})}
+#: Sort fields a snapshot takes beyond ``_id`` (and the registry's stated order field): MDCA's documented ones that
+#: the emulator serves, each the same order as ``_id``.
+_EXTRA_SORT_FIELDS: dict[str, frozenset[str]] = {
+    "data_enrichment": frozenset({"name"}),
+    "entities": frozenset({"date"}),
+}
 #: What MDCA's page of a service carries beyond ``hasNext`` and ``total``, given the page's limit.
 _EXTRA_META: dict[str, Callable[[int], dict[str, Any]]] = {
     "alerts": lambda limit: {"max": limit, "moreThanTotal": False},
@@ -232,20 +275,6 @@ def _ms(name: str, value: Any) -> int:
     return value
 
 
-def _normalise(intervals: Intervals) -> Intervals:
-    merged: Intervals = []
-    for lo, hi in sorted(i for i in intervals if i[0] < i[1]):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _intersect(left: Intervals, right: Intervals) -> Intervals:
-    return _normalise([(max(a, c), min(b, d)) for a, b in left for c, d in right])
-
-
 def _op_intervals(name: str, op: str, value: Any) -> Intervals:
     """The half-open ranges one filter operator admits."""
     if op == "gte":
@@ -258,7 +287,7 @@ def _op_intervals(name: str, op: str, value: Any) -> Intervals:
         return [(0, _ms(name, value))]
     if op == "eq":
         values = value if isinstance(value, list) else [value]
-        return _normalise([(_ms(name, v), _ms(name, v) + 1) for v in values])
+        return normalise([(_ms(name, v), _ms(name, v) + 1) for v in values])
     if op == "range":
         ranges = value if isinstance(value, list) else [value]
         out: Intervals = []
@@ -269,39 +298,47 @@ def _op_intervals(name: str, op: str, value: Any) -> Intervals:
             if start > end:
                 raise BadRequest("filters", f"{name} is not valid")
             out.append((start, end + 1))
-        return _normalise(out)
+        return normalise(out)
     raise BadRequest("filters", f"{name} is not valid")
 
 
-def parse_window(field: str, filters: Any) -> Intervals:
-    """The half-open ranges of `field` that `filters` admit (all filters AND together).
+def parse_filters(roles: Mapping[str, str], filters: Any) -> dict[str, Intervals]:
+    """The half-open ranges that `filters` admit, by the role of each field (all filters AND together).
 
-    Raises :class:`BadRequest` for another field, an unknown operator or a value that is not epoch ms.
+    Raises :class:`BadRequest` for a field not in `roles`, an unknown operator or a value that is not epoch ms.
     """
-    intervals: Intervals = [(0, INF_MS)]
+    out: dict[str, Intervals] = {}
     if filters is None:
-        return intervals
+        return out
     if not isinstance(filters, dict):
         raise BadRequest("filters", "filters is not valid")
     for name, ops in filters.items():
-        if name != field or not isinstance(ops, dict) or not ops:
+        role = roles.get(name)
+        if role is None or not isinstance(ops, dict) or not ops:
             raise BadRequest("filters", f"{name} is not valid")
+        intervals: Intervals = out.get(role, list(ALL))
         for op, value in ops.items():
-            intervals = _intersect(intervals, _op_intervals(name, op, value))
-    return intervals
+            intervals = intersect(intervals, _op_intervals(name, op, value))
+        out[role] = intervals
+    return out
 
 
-def _sort(fields: Mapping[str, Any], allowed: set[str], scan: bool) -> bool:
-    """Validate sortField/sortDirection; True when descending."""
-    sort_field = fields.get("sortField")
-    if sort_field is not None and sort_field not in allowed:
-        raise BadRequest("sortField", "sortField is not valid")
+def _direction(fields: Mapping[str, Any], default: str) -> bool:
+    """Validate sortDirection; True when descending."""
     direction = fields.get("sortDirection")
     if direction is not None and direction not in ("asc", "desc"):
         raise BadRequest("sortDirection", "sortDirection is not valid")
-    if scan and direction == "desc":
-        raise BadRequest("sortDirection", "sortDirection is not valid in scan mode")
-    return direction == "desc"
+    return (direction or default) == "desc"
+
+
+def _sort_field(fields: Mapping[str, Any], allowed: Mapping[str, str], default: str) -> str:
+    """Validate sortField; the field to sort on."""
+    sort_field = fields.get("sortField")
+    if sort_field is None:
+        return default
+    if not isinstance(sort_field, str) or sort_field not in allowed:
+        raise BadRequest("sortField", "sortField is not valid")
+    return sort_field
 
 
 def _page_size(fields: Mapping[str, Any], skip_ceiling: int | None) -> tuple[int, int]:
@@ -333,9 +370,22 @@ def _page_reply(records: bytes, count: int, meta: dict[str, Any]) -> Reply:
 def _list(state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]) -> Reply:
     data = state.data(service)
     if isinstance(data, SnapshotData):
-        return _snapshot_page(data, service, config.service(service).skip_ceiling, fields)
-    intervals = parse_window(data.filter_field, fields.get("filters"))
-    return _time_series_page(state, config, data, fields, intervals, state.take_omit_next_filters)
+        return _snapshot_page(state, config, data, service, fields)
+    return _time_series_page(_page_query(state, config, data, fields), state.take_omit_next_filters)
+
+
+def _sortable(service: str) -> dict[str, str]:
+    """The sort fields of a windowed service, by role: its filter fields and the registry's record field."""
+    roles = dict(field_roles(service))
+    time_field = services.get(service).time_field
+    if time_field and time_field not in roles:
+        roles[time_field] = "time"
+    return roles
+
+
+def _canonical(roles: Mapping[str, str], role: str) -> str:
+    """The filter field of a role (e.g. ``date`` for the event's time)."""
+    return next(name for name, each in roles.items() if each == role)
 
 
 @dataclass(frozen=True)
@@ -346,48 +396,74 @@ class _PageQuery:
     config: TenantConfig
     data: TimeSeriesData
     fields: dict[str, Any]
-    intervals: Intervals
+    query: Query
+    scan: bool
+    order: str  # "time", "stored" or "resolved"
+    sort_field: str  # the filter field scan's nextQueryFilters moves
+    descending: bool
     now: int
-    total: int
+    until: int | None  # the answer stays the same until the tenant clock passes this; None: it may change at once
 
     def follow_up(self, next_fields: dict[str, Any]) -> Callable[[], Prepared | None]:
         """Builds, once this page is sent, the page ``next_fields`` asks for (see read-ahead below)."""
         return functools.partial(_prepare, self.state, self.config, self.data.service, next_fields)
 
 
-def _time_series_page(
-    state: TenantState,
-    config: TenantConfig,
-    data: TimeSeriesData,
-    fields: dict[str, Any],
-    intervals: Intervals,
-    omit_next: Callable[[], bool],
-) -> Reply:
-    """A page of a windowed service: a scan page (activities), or a skip/limit page."""
+def _page_query(state: TenantState, config: TenantConfig, data: TimeSeriesData, fields: dict[str, Any]) -> _PageQuery:
     service = data.service
+    roles = field_roles(service)
+    filters = parse_filters(roles, fields.get("filters"))
     scan = fields.get("isScan", False)
     if not isinstance(scan, bool):
         raise BadRequest("isScan", "isScan is not valid")
     scan = scan and services.get(service).paging is services.Paging.SCAN
-    sortable = {data.filter_field, data.time_field, *_EXTRA_SORT_FIELDS.get(service, ())}
-    descending = _sort(fields, sortable, scan)
+    sortable = _sortable(service)
+    sort_field = _sort_field(fields, sortable, _canonical(roles, "time"))
+    order = sortable[sort_field]
+    descending = _direction(fields, "asc" if scan else config.default_sort_direction)
     now = state.now_ms()
-    total = data.count([(lo, min(hi, now + 1)) for lo, hi in intervals if lo <= now])
-    query = _PageQuery(state, config, data, fields, intervals, now, total)
-    return _scan_page(query, omit_next) if scan else _skip_page(query, descending)
+    timing = data.timing
+    times = filters.get("time", list(ALL))
+    if timing.retention_ms is not None:
+        times = intersect(times, [(now - timing.retention_ms, INF_MS)])
+    asked = filters.get("stored", list(ALL))
+    stored = intersect(asked, [(0, now + 1)])
+    query = Query.of(times, stored, filters.get("resolved"), now)
+    # Until when this answer holds: nothing more can be stored in it, no alert of it changes, none expires.
+    latest_ts = max((hi for _lo, hi in times), default=0) - 1
+    latest_stored = min(max((hi for _lo, hi in asked), default=0) - 1, latest_ts + timing.max_delay)
+    settled = latest_stored <= now
+    if timing.changes is not None:
+        settled = settled and latest_ts + timing.changes.max_delay_ms <= now
+    until: int | None = None
+    if settled:
+        earliest = min((lo for lo, _hi in times), default=INF_MS)
+        until = INF_MS if timing.retention_ms is None else earliest + timing.retention_ms
+    name = sort_field if sort_field in roles else _canonical(roles, order)
+    return _PageQuery(state, config, data, fields, query, scan, order, name, descending, now, until)
 
 
-def _skip_page(query: _PageQuery, descending: bool) -> Reply:
+def _time_series_page(page_query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
+    """A page of a windowed service: a scan page (activities), or a skip/limit page."""
+    return _scan_page(page_query, omit_next) if page_query.scan else _skip_page(page_query)
+
+
+def _total(page_query: _PageQuery) -> int:
+    return page_query.data.count_query(page_query.query)
+
+
+def _skip_page(page_query: _PageQuery) -> Reply:
     """A skip/limit page; when more follow, the page at the next skip is the expected next request."""
-    data = query.data
-    skip, limit = _page_size(query.fields, query.config.service(data.service).skip_ceiling)
-    page = list(itertools.islice(data.entries(query.intervals, query.now, descending, skip=skip), limit + 1))
-    meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": query.total}
+    data = page_query.data
+    skip, limit = _page_size(page_query.fields, page_query.config.service(data.service).skip_ceiling)
+    found = data.select(page_query.query, page_query.order, page_query.descending, skip=skip)
+    page = list(itertools.islice(found, limit + 1))
+    meta: dict[str, Any] = {"hasNext": len(page) > limit, "total": _total(page_query)}
     meta.update(_extra_meta(data.service, limit))
     del page[limit:]
-    reply = _page_reply(data.render_page(page), len(page), meta)
+    reply = _page_reply(data.render_page(page, page_query.now), len(page), meta)
     if meta["hasNext"]:
-        reply.follow_up = query.follow_up({**query.fields, "skip": skip + len(page)})
+        reply.follow_up = page_query.follow_up({**page_query.fields, "skip": skip + len(page)})
     return reply
 
 
@@ -396,52 +472,92 @@ def _extra_meta(service: str, limit: int) -> dict[str, Any]:
     return extra(limit) if extra is not None else {}
 
 
-def _snapshot_page(data: SnapshotData, service: str, ceiling: int | None, fields: dict[str, Any]) -> Reply:
-    filters = fields.get("filters")
-    if filters:
-        name = next(iter(filters)) if isinstance(filters, dict) else "filters"
-        raise BadRequest("filters", f"{name} is not valid")
-    descending = _sort(fields, {"_id", *_EXTRA_SORT_FIELDS.get(service, ())}, False)
-    skip, limit = _page_size(fields, ceiling)
-    indices = data.indices(skip, limit, descending)
-    meta: dict[str, Any] = {"hasNext": skip + len(indices) < data.total, "total": data.total}
+def _id_bounds(data: SnapshotData, filters: Any) -> tuple[int, int]:
+    """The index range an ``_id`` filter admits (``gt``, ``gte``, ``lt``, ``lte`` on the id's text order)."""
+    low, high = 0, 1 << 64
+    if not filters:
+        return low, high
+    if not isinstance(filters, dict):
+        raise BadRequest("filters", "filters is not valid")
+    for name, ops in filters.items():
+        if name != "_id" or not isinstance(ops, dict) or not ops:
+            raise BadRequest("filters", f"{name} is not valid")
+        for op, value in ops.items():
+            if not isinstance(value, str) or op not in ("gt", "gte", "lt", "lte"):
+                raise BadRequest("filters", f"{name} is not valid")
+            bound = data.index_bound(value, inclusive=op in ("gt", "lte"))
+            if op in ("gt", "gte"):
+                low = max(low, bound)
+            else:
+                high = min(high, bound)
+    return low, high
+
+
+def _snapshot_page(
+    state: TenantState, config: TenantConfig, data: SnapshotData, service: str, fields: dict[str, Any]
+) -> Reply:
+    low, high = _id_bounds(data, fields.get("filters"))
+    order_field = getattr(services.get(service), "order_field", None)
+    allowed = {"_id", *_EXTRA_SORT_FIELDS.get(service, ()), *([order_field] if order_field else [])}
+    _sort_field(fields, dict.fromkeys(allowed, "_id"), "_id")  # every allowed field is the order of `_id`
+    descending = _direction(fields, config.default_sort_direction)
+    skip, limit = _page_size(fields, config.service(service).skip_ceiling)
+    now = state.now_ms()
+    present = data.present(now)
+    present = present[bisect.bisect_left(present, low) : bisect.bisect_left(present, high)]
+    if descending:
+        top = len(present) - skip
+        page = [present[i] for i in range(top - 1, max(top - limit, 0) - 1, -1)]
+    else:
+        page = list(present[skip : skip + limit])
+    meta: dict[str, Any] = {"hasNext": skip + len(page) < len(present), "total": len(present)}
     meta.update(_extra_meta(service, limit))
-    return _page_reply(data.render_page(indices), len(indices), meta)
+    return _page_reply(data.render_page(page, now), len(page), meta)
 
 
-def _scan_page(query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
-    """A scan page: never splits a timestamp across pages; ``nextQueryFilters`` continues where it stopped."""
-    data, fields = query.data, query.fields
+def _scan_page(page_query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
+    """A scan page: never splits a sort value across pages; ``nextQueryFilters`` continues where it stopped."""
+    data, fields = page_query.data, page_query.fields
     limit = _int_field(fields, "limit", SCAN_DEFAULT)
     if not SCAN_MIN <= limit <= SCAN_MAX:
         raise BadRequest("limit", f"limit is not valid: scan mode takes {SCAN_MIN}..{SCAN_MAX}")
     if _int_field(fields, "skip", 0) != 0:
         raise BadRequest("skip", "skip is not valid in scan mode")
-    entries = data.entries(query.intervals, query.now)
+    value = _created if page_query.order == "stored" else _timestamp
+    descending = page_query.descending
+    entries = data.select(page_query.query, page_query.order, descending)
     page: list[Entry] = list(itertools.islice(entries, limit))
     following = next(entries, None)
-    next_gte: int | None = None
+    bound: int | None = None
     if following is not None:
-        last_ts = page[-1][0]
+        last = value(page[-1])
         cut = len(page)
-        while cut and page[cut - 1][0] == last_ts:
+        while cut and value(page[cut - 1]) == last:
             cut -= 1
-        if cut:  # drop the trailing same-timestamp records: the next page starts with them
+        if cut:  # drop the trailing records that share the last value: the next page starts with them
             del page[cut:]
-            next_gte = last_ts
-        else:  # the whole page is one timestamp: send the whole cluster, however large
-            while following is not None and following[0] == last_ts:
+            bound = last
+        else:  # the whole page is one value: send the whole cluster, however large
+            while following is not None and value(following) == last:
                 page.append(following)
                 following = next(entries, None)
-            next_gte = None if following is None else last_ts + 1
-    meta: dict[str, Any] = {"hasNext": next_gte is not None, "total": query.total}
+            bound = None if following is None else last - 1 if descending else last + 1
+    meta: dict[str, Any] = {"hasNext": bound is not None, "total": _total(page_query)}
     follow_up = None
-    if next_gte is not None and not omit_next():
-        meta["nextQueryFilters"] = _next_filters(fields.get("filters"), data.filter_field, next_gte)
-        follow_up = query.follow_up({**fields, "filters": meta["nextQueryFilters"]})
-    reply = _page_reply(data.render_page(page), len(page), meta)
+    if bound is not None and not omit_next():
+        meta["nextQueryFilters"] = _next_filters(fields.get("filters"), page_query.sort_field, bound, descending)
+        follow_up = page_query.follow_up({**fields, "filters": meta["nextQueryFilters"]})
+    reply = _page_reply(data.render_page(page, page_query.now), len(page), meta)
     reply.follow_up = follow_up
     return reply
+
+
+def _created(entry: Entry) -> int:
+    return entry[5]
+
+
+def _timestamp(entry: Entry) -> int:
+    return entry[0]
 
 
 # -- read-ahead ----------------------------------------------------------------------------------------------
@@ -449,22 +565,15 @@ def _scan_page(query: _PageQuery, omit_next: Callable[[], bool]) -> Reply:
 # share this machine's cores. So once a page is sent, the connection's thread builds the page the client will most
 # likely ask for next (a scan page's nextQueryFilters; the next skip of a skip/limit page) while the client works.
 # The prepared page is used only when the next request is exactly that one, against the very same tenant state and
-# config, and only when the window lies entirely in the past (every record in it visible, none still to come), so
-# that it is byte for byte what computing it then would give. At most one page per open connection: nothing
-# accumulates. A real MDCA builds pages on its own servers; this keeps the emulator's share of the machine from
-# being counted as the client's wait.
+# config, and only while its answer cannot change (every record of it stored, none still to come, no alert of it
+# still to change, none expired since), so that it is byte for byte what computing it then would give. At most one
+# page per open connection: nothing accumulates. A real MDCA builds pages on its own servers; this keeps the
+# emulator's share of the machine from being counted as the client's wait.
 
 
 def _key(state: TenantState, config: TenantConfig, service: str, fields: dict[str, Any]) -> tuple[Any, ...]:
     # The objects themselves, not their ids: an id can be reused once its object is gone.
     return (state, config, service, json.dumps(fields, sort_keys=True))
-
-
-def _settled(data: TimeSeriesData, intervals: Intervals, now: int) -> bool:
-    """Whether every record of `intervals` is visible at `now` (so the answer no longer changes with time)."""
-    latest = max((hi for _lo, hi in intervals), default=0)
-    delay = max(5, data.late_by_ms if data.late_every else 0)
-    return latest < INF_MS and latest - 1 + delay <= now
 
 
 def _prepare(
@@ -477,15 +586,14 @@ def _prepare(
     data = state.data(service)
     if state.settings() is not config or state.omit_pending() or not isinstance(data, TimeSeriesData):
         return None
-    now = state.now_ms()
     try:
-        intervals = parse_window(data.filter_field, fields.get("filters"))
-        if not _settled(data, intervals, now):
+        page_query = _page_query(state, config, data, fields)
+        if page_query.until is None:
             return None
-        reply = _time_series_page(state, config, data, fields, intervals, lambda: False)
+        reply = _time_series_page(page_query, lambda: False)
     except BadRequest:
         return None
-    return Prepared(_key(state, config, service, fields), now, reply)
+    return Prepared(_key(state, config, service, fields), page_query.now, reply, page_query.until)
 
 
 def _reuse(
@@ -494,16 +602,21 @@ def _reuse(
     """The prepared page when it answers exactly this request in this state, else None."""
     if prepared is None or prepared.key != _key(state, config, service, fields):
         return None
-    # A clock moved back, or a knob changed since: compute afresh.
-    if state.now_ms() < prepared.now_ms or state.settings() is not config:
+    # A clock moved back, or past what the page holds (records expired), or a knob changed since: compute afresh.
+    now = state.now_ms()
+    if not prepared.now_ms <= now <= prepared.until_ms or state.settings() is not config:
         return None
     reply = prepared.reply
     return dataclasses.replace(reply, headers=dict(reply.headers))
 
 
-def _next_filters(filters: Any, window: str, gte: int) -> dict[str, Any]:
-    """The request's filters with the window's lower bound replaced by ``gte`` (upper bounds kept)."""
+def _next_filters(filters: Any, field: str, bound: int, descending: bool) -> dict[str, Any]:
+    """The request's filters with the sort field's bound moved to `bound`, every other bound and filter kept.
+
+    Ascending, its lower bound becomes ``gte`` `bound`; descending, its upper one ``lte`` `bound`.
+    """
     current = dict(filters or {})
-    bounds = {op: value for op, value in dict(current.get(window) or {}).items() if op not in ("gte", "gt")}
-    current[window] = {"gte": gte, **bounds}
+    moved = ("lte", "lt") if descending else ("gte", "gt")
+    kept = {op: value for op, value in dict(current.get(field) or {}).items() if op not in moved}
+    current[field] = {"lte" if descending else "gte": bound, **kept}
     return current

@@ -27,12 +27,19 @@ class EmulatorProcess:
 
     :param state_dir: where the CA and ``emulator.json`` go (a temporary directory when None).
     :param tenants: tenant configs as JSON-ready dicts (``TenantConfig.to_dict()``); None: the demo tenant.
+    :param args: more command-line arguments, e.g. ``["--clock-rate", "60"]`` for a compressed clock.
     """
 
-    def __init__(self, state_dir: Path | None = None, tenants: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        tenants: list[dict[str, Any]] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="mdca-emulator-"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._tenants = tenants
+        self._args = list(args or [])
         self._proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
 
@@ -43,6 +50,7 @@ class EmulatorProcess:
             config = self.state_dir / "tenants.json"
             config.write_text(json.dumps(self._tenants), encoding="utf-8")
             cmd += ["--config", str(config)]
+        cmd += self._args
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
@@ -116,15 +124,46 @@ class EmulatorProcess:
             },
         }
 
-    def truth(self, service: str, start_ms: int, end_ms: int, tenant_id: str | None = None) -> list[str]:
-        """The ids a complete read must return, from the admin API (records visible now)."""
-        tid = self.tenant(tenant_id)["tenant_id"]
-        query = urlencode({"service": service, "start": start_ms, "end": end_ms, "visible_only": 1})
-        response = requests.get(
-            f"{self.info['admin_url'].rstrip('/')}/tenants/{tid}/truth?{query}",
+    def admin(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """One admin API call (``path`` below ``/_admin/``); its JSON answer."""
+        response = requests.request(
+            method,
+            f"{self.info['admin_url'].rstrip('/')}/{path}",
+            params=params or None,
+            json=body,
             verify=self.ca_bundle,
             timeout=60,
         )
         response.raise_for_status()
-        ids: list[str] = response.json()["ids"]
+        return response.json()
+
+    def truth(
+        self,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        tenant_id: str | None = None,
+        *,
+        by: str | None = None,
+        as_of: int | str = "now",
+    ) -> list[str]:
+        """The ids a complete read must return, from the admin API.
+
+        Records stored by `as_of` (default: now; ``"horizon"``: every record, however late) in the range of `by`
+        (default: the registry's window field).
+        """
+        tid = self.tenant(tenant_id)["tenant_id"]
+        query: dict[str, Any] = {"service": service, "start": start_ms, "end": end_ms, "as_of": as_of}
+        if by is not None:
+            query["by"] = by
+        ids: list[str] = self.admin("GET", f"tenants/{tid}/truth?{urlencode(query)}")["ids"]
         return ids
+
+    def clock(self, tenant_id: str | None = None, **body: Any) -> dict[str, Any]:
+        """The clock of one tenant (or the server's with ``tenant_id="*"``), changed first when `body` is given.
+
+        ``now_ms=<ms>`` pins it, ``now_ms=None`` releases it, ``rate=60`` (``origin_ms=...``) compresses it.
+        """
+        path = "clock" if tenant_id == "*" else f"tenants/{self.tenant(tenant_id)['tenant_id']}/clock"
+        answer: dict[str, Any] = self.admin("POST" if body else "GET", path, body or None)
+        return answer

@@ -17,8 +17,9 @@ from typing import Any
 
 from airflow_provider_mdca import json_codec
 from mdca_emulator.services import check_table
+from mdca_emulator.timing import AlertState
 
-__all__ = ["SHAPES", "RecordShape"]
+__all__ = ["FILE_APPS", "SHAPES", "RecordShape", "file_app", "iso_ms"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -231,7 +232,7 @@ _LEVELS_JSON = tuple(f'"Level":{level},"level":"{name}"' for level, name in _LEV
 _FILES_ESCAPED = tuple(_escaped(name) for name, *_rest in _FILES)
 
 
-def activity_json(h: int, _id: str, ts: int, created: int) -> str:
+def activity_json(h: int, _id: str, ts: int, created: int, _extra: Any = None) -> str:
     """An activity (``/api/v1/activities/``) as compact JSON text.
 
     The one source of truth for the activity shape: :func:`activity` parses this. Activities are the
@@ -256,7 +257,7 @@ def activity_json(h: int, _id: str, ts: int, created: int) -> str:
     )
 
 
-def activity(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
+def activity(h: int, _id: str, ts: int, created: int, _extra: Any = None) -> dict[str, Any]:
     """An activity as a dict (parsed from :func:`activity_json`)."""
     parsed: dict[str, Any] = json.loads(activity_json(h, _id, ts, created))
     return parsed
@@ -307,10 +308,12 @@ def _alert_entity_json(bits: int, kind: str) -> str:
     return f'{{"type":"{kind}",{fields}}}'
 
 
-def alert_json(h: int, _id: str, ts: int, created: int) -> str:
+def alert_json(h: int, _id: str, ts: int, created: int, state: AlertState | None = None) -> str:
     """An alert (``/api/v1/alerts/``) with 0..N related entities, as compact JSON text.
 
-    The one source of truth for the alert shape: :func:`alert` parses this.
+    The one source of truth for the alert shape: :func:`alert` parses this. `state` is what the alert shows now
+    (realistic model: new, in progress, then resolved or dismissed, with ``resolveTime`` in epoch ms and
+    ``handledByUser``); without it (instant model) the alert never changes and its status is drawn from its hash.
     """
     h2 = _mix(h)
     title, descriptions = _ALERT_TITLES_JSON[h % len(_ALERT_TITLES)]
@@ -322,26 +325,60 @@ def alert_json(h: int, _id: str, ts: int, created: int) -> str:
         kind = _ENTITY_KINDS[position] if position < 3 else _ENTITY_KINDS[bits % len(_ENTITY_KINDS)]
         entities.append(_alert_entity_json(bits, kind))
         bits = _mix(bits)
-    status = (h >> 20) % 3
+    if state is None:
+        status = (h >> 20) % 3
+        lifecycle = f'"statusValue":{status},"resolutionStatusValue":{0 if status == 0 else 1 + (h >> 26) % 4},'
+    else:
+        handler = "null" if state.handled_by is None else _quoted(state.handled_by)
+        resolved = "null" if state.resolve_time is None else str(state.resolve_time)
+        lifecycle = (
+            f'"statusValue":{state.status},"resolutionStatusValue":{state.resolution},"resolveTime":{resolved},'
+            f'"handledByUser":{handler},"comment":{_quoted(state.comment)},'
+        )
     return (
         f'{{"_id":"{_id}","contextId":"emulator","timestamp":{ts},"title":{title},"description":{description},'
-        f'"severityValue":{(h >> 24) % 3},"statusValue":{status},'
-        f'"resolutionStatusValue":{0 if status == 0 else 1 + (h >> 26) % 4},'
+        f'"severityValue":{(h >> 24) % 3},{lifecycle}'
         f'"isSystemAlert":{"true" if (h >> 30) % 4 == 0 else "false"},"isPreview":false,'
         f'"threatScore":{(h2 >> 8) % 100},"entities":[{",".join(entities)}],"stories":[{(h >> 32) % 4}],'
         f'"URL":"https://emulator.portal.cloudappsecurity.com/#/alerts/{_id}"}}'
     )
 
 
-def alert(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
+def alert(h: int, _id: str, ts: int, created: int, state: AlertState | None = None) -> dict[str, Any]:
     """An alert as a dict (parsed from :func:`alert_json`)."""
-    parsed: dict[str, Any] = json.loads(alert_json(h, _id, ts, created))
+    parsed: dict[str, Any] = json.loads(alert_json(h, _id, ts, created, state))
     return parsed
 
 
-def file(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
-    """A file (``/api/v1/files/``); the window field is ``modifiedDate``."""
+#: The cloud apps files come from (appId, name): MDCA scans each on its own schedule (``timing.py``).
+FILE_APPS: tuple[tuple[int, str], ...] = (
+    (15600, "Microsoft OneDrive for Business"),
+    (20893, "Microsoft SharePoint Online"),
+    (11522, "Box"),
+    (11770, "Google Workspace"),
+    (10489, "Dropbox"),
+)
+
+
+def file_app(h: int) -> int:
+    """The position in :data:`FILE_APPS` of the app of the file whose hash is `h`."""
+    return (h >> 52) % len(FILE_APPS)
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 text with milliseconds and ``Z``, as MDCA writes dates in records."""
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=epoch_ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def file(h: int, _id: str, ts: int, created: int, _extra: Any = None) -> dict[str, Any]:
+    """A file (``/api/v1/files/``).
+
+    ``modifiedDate`` is the app's own time; ``snapshotLastModifiedDate`` (ISO 8601 text) is when MDCA updated its
+    record of the file, at its scan of the app (``created``).
+    """
     h2 = _mix(h)
+    app_id, _app_name = FILE_APPS[file_app(h)]
     name, mime, kind, kind_name = _FILES[h % 8]
     alias, display, upn = _person(h >> 4)
     collaborators = []
@@ -352,12 +389,13 @@ def file(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
     return {
         "_id": _id,
         "id": _guid(h2),
-        "saasId": 15600,
-        "appId": 15600,
+        "saasId": app_id,
+        "appId": app_id,
         "name": name,
         "fileSize": 512 + (h2 >> 20) % 50_000_000,
         "createdDate": ts - (h >> 20) % (90 * 86_400_000),
         "modifiedDate": ts,
+        "snapshotLastModifiedDate": iso_ms(created),
         "ownerName": display,
         "ownerAddress": upn,
         "mimeType": mime,
@@ -373,8 +411,12 @@ def file(h: int, _id: str, ts: int, created: int) -> dict[str, Any]:
 # -- snapshot services ---------------------------------------------------------------------------------------
 
 
-def entity(h: int, _id: str, index: int) -> dict[str, Any]:
-    """An account entity (``/api/v1/entities/``); dates are ISO strings, as MDCA sends them."""
+def entity(h: int, _id: str, index: int, seen: tuple[int, int] | None = None) -> dict[str, Any]:
+    """An account entity (``/api/v1/entities/``); dates are ISO strings, as MDCA sends them.
+
+    `seen`: (first, last) seen in epoch ms, for an entity that appeared in the collection at `first`; without it the
+    dates are drawn from the hash before a fixed instant (a collection that never changes).
+    """
     alias, display, _upn = _person(h)
     external = (h >> 8) % 7 == 0
     admin = (h >> 44) % 9 == 0
@@ -392,16 +434,19 @@ def entity(h: int, _id: str, index: int) -> dict[str, Any]:
         "isAdmin": admin,
         "isExternal": external,
         "isFake": False,
-        "firstSeen": _iso(first_seen),
-        "lastSeen": _iso((h >> 48) % first_seen),
+        "firstSeen": _iso(first_seen) if seen is None else iso_ms(seen[0]),
+        "lastSeen": _iso((h >> 48) % first_seen) if seen is None else iso_ms(seen[1]),
         "threatScore": (h >> 52) % 100,
         "userGroups": [{"_id": _hex(h >> 4, 24), "name": "Office 365 administrator"}] if admin else [],
         "appData": {"appId": app_id, "name": app_name, "saas": app_id, "instance": 0},
     }
 
 
-def subnet(h: int, _id: str, index: int) -> dict[str, Any]:
-    """A subnet group (data_enrichment, ``/api/v1/subnet/``): names sort like ``_id``; ``lastModified`` is ms float."""
+def subnet(h: int, _id: str, index: int, seen: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A subnet group (data_enrichment, ``/api/v1/subnet/``): names sort like ``_id``; ``lastModified`` is ms float.
+
+    `seen`: (created, _) in epoch ms for a group added to the collection then, which is its ``lastModified``.
+    """
     country, city, region, lat, lon, org = _PLACES[h % 10]
     second, third = 1 + index // 250 % 250, index % 250
     cidr = f"10.{second}.{third}.0/24"
@@ -420,7 +465,7 @@ def subnet(h: int, _id: str, index: int) -> dict[str, Any]:
         "organization": org,
         "tags": [{"id": _hex(h >> 16, 24), "name": "Corporate", "type": 0}] if (h >> 12) % 2 else [],
         "category": 1 + (h >> 20) % 6,
-        "lastModified": float(1_700_000_000_000 + (h >> 24) % 40_000_000_000),
+        "lastModified": float(1_700_000_000_000 + (h >> 24) % 40_000_000_000 if seen is None else seen[0]),
     }
 
 
@@ -430,16 +475,17 @@ def _dumps(obj: Any) -> str:
     return json_codec.encode(obj).decode()
 
 
-Builder = Callable[[int, str, int, int], dict[str, Any]]
-Renderer = Callable[[int, str, int, int], str]
+Builder = Callable[..., dict[str, Any]]
+Renderer = Callable[..., str]
 
 
 @dataclass(frozen=True)
 class RecordShape:
     """One service's record: as a dict (`build`) and as compact JSON text (`render`), always equal.
 
-    Arguments of both: the record's 64-bit hash, its ``_id``, its timestamp (snapshots: its index) and its
-    ``created`` (snapshots: 0).
+    Arguments of both: the record's 64-bit hash, its ``_id``, its timestamp (snapshots: its index), its
+    ``created`` (snapshots: 0) and what changes with the clock, when the time model says it does (None otherwise): an
+    alert's :class:`~mdca_emulator.timing.AlertState`, an entity's or subnet's (first, last) seen in epoch ms.
     """
 
     build: Builder
@@ -447,11 +493,11 @@ class RecordShape:
 
 
 def _from_builder(build: Builder) -> RecordShape:
-    return RecordShape(build, lambda h, _id, ts, created: _dumps(build(h, _id, ts, created)))
+    return RecordShape(build, lambda h, _id, ts, created, extra=None: _dumps(build(h, _id, ts, created, extra)))
 
 
-def _snapshot(build: Callable[[int, str, int], dict[str, Any]]) -> RecordShape:
-    return _from_builder(lambda h, _id, index, _created: build(h, _id, index))
+def _snapshot(build: Callable[[int, str, int, Any], dict[str, Any]]) -> RecordShape:
+    return _from_builder(lambda h, _id, index, _created, extra=None: build(h, _id, index, extra))
 
 
 #: Each service's record, by the registry's name: the one thing the emulator keeps per service. A windowed service's

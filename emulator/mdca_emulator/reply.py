@@ -39,12 +39,14 @@ class Reply:
 class Prepared:
     """An answer computed ahead of the request expected to ask for it (see ``mdca.py``, scan prefetch).
 
-    `key` identifies the request and the exact state it was computed from; `now_ms` is the tenant clock then.
+    `key` identifies the request and the exact state it was computed from; `now_ms` is the tenant clock then, and the
+    answer stays the same until the tenant clock passes `until_ms` (records expire, alerts change).
     """
 
     key: tuple[Any, ...]
     now_ms: int
     reply: Reply
+    until_ms: int = 1 << 62
 
 
 def json_reply(status: int, obj: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -254,9 +254,16 @@ class EmulatorServer(BackgroundServer[_HttpsServer]):
         start_ms: int,
         end_ms: int,
         visible_only: bool = False,
+        *,
+        by: str | None = None,
+        as_of: int | str | None = None,
     ) -> list[str]:
-        """Sorted ``_id``s a complete read of ``[start_ms, end_ms)`` must return (snapshots: all ids)."""
-        return self.tenant(tenant_id).truth(service, start_ms, end_ms, visible_only)
+        """Sorted ``_id``s a complete read of ``[start_ms, end_ms)`` must return (snapshots: the collection's ids).
+
+        `by`: the field the range is on (default the registry's window field); `as_of`: epoch ms, ``"now"`` or
+        ``"horizon"`` (the default: every record however late; `visible_only` means now). See ``TenantState.truth``.
+        """
+        return self.tenant(tenant_id).truth(service, start_ms, end_ms, visible_only, by=by, as_of=as_of)
 
     def stats(self, tenant_id: str) -> dict[str, Any]:
         """The tenant's counters."""
@@ -265,9 +272,25 @@ class EmulatorServer(BackgroundServer[_HttpsServer]):
     def set_now(self, now_ms: int | None, tenant_id: str | None = None) -> None:
         """Pin the clock (epoch ms) of one tenant, or the server-wide clock; None releases it."""
         if tenant_id is None:
+            self.registry.clock.release()
             self.registry.clock.override_ms = now_ms
         else:
             self.tenant(tenant_id).set_now(now_ms)
+
+    def set_rate(self, rate: float, origin_ms: int | None = None, tenant_id: str | None = None) -> None:
+        """Compress the clock of one tenant, or the server-wide one.
+
+        From `origin_ms` (default: the time it shows now) it runs `rate` times as fast as the clock below it (the
+        server's, or the wall clock's).
+        """
+        if tenant_id is None:
+            self.registry.clock.set_rate(rate, origin_ms)
+        else:
+            self.tenant(tenant_id).set_rate(rate, origin_ms)
+
+    def now_ms(self, tenant_id: str | None = None) -> int:
+        """The time on the clock of one tenant, or on the server-wide clock."""
+        return self.registry.clock.now_ms() if tenant_id is None else self.tenant(tenant_id).now_ms()
 
     def describe(self) -> dict[str, Any]:
         """What a client needs to connect: URLs, CA bundle and every tenant's credentials (emulator.json)."""

@@ -22,12 +22,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdca_emulator import services
-from mdca_emulator.data import Rate, Segment, SnapshotData, TimeSeriesData, spec_from_dict
+from mdca_emulator import services, timing
+from mdca_emulator.data import (
+    INF_MS,
+    Entry,
+    Query,
+    Rate,
+    Segment,
+    SnapshotData,
+    TimeSeriesData,
+    field_roles,
+    spec_from_dict,
+)
+from mdca_emulator.timing import DAY_MS, TIME_MODELS, AlertChanges, DelayClass
 
 __all__ = [
     "FAULT_NAMES",
     "RETRY_AFTER_STYLES",
+    "SORT_DIRECTIONS",
+    "TIME_MODELS",
     "TOKEN_FAULTS",
     "Clock",
     "ServiceConfig",
@@ -41,7 +54,10 @@ __all__ = [
 FAULT_NAMES: tuple[str, ...] = ("500", "502", "503", "504", "429", "429-no-retry-after", "reset", "truncate")
 RETRY_AFTER_STYLES: tuple[str, ...] = ("seconds", "http-date", "absent")
 TOKEN_FAULTS: tuple[int | None, ...] = (None, 403, 500, 503)
+SORT_DIRECTIONS: tuple[str, ...] = ("desc", "asc")
 DEFAULT_SKIP_CEILING = 5000
+#: ``retention_days`` left to the time model (realistic: 30 days for activities, none for the others).
+DEFAULT = "default"
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # First path segments the server routes itself; a tenant with such an id could not be addressed.
 _RESERVED_IDS = frozenset({"mdca", "_admin"})
@@ -76,18 +92,38 @@ def _reject_unknown(kind: str, raw: Mapping[str, Any], known: set[str]) -> None:
 # -- configuration -------------------------------------------------------------------------------------------
 
 
+def _opt_days(name: str, value: Any) -> int | str | None:
+    if value is None or value == DEFAULT:
+        return value  # type: ignore[no-any-return]
+    return _int(name, value, 1)
+
+
 @dataclass
 class TimeSeriesConfig:
-    """The settings of a windowed service (the registry's ``windowed``): its data and paging limits.
+    """The settings of a windowed service (the registry's ``windowed``): its data, paging limits and time model.
 
-    ``late_every``/``late_by_ms``: every Nth record of each segment (or hour) becomes visible only
-    ``late_by_ms`` after its timestamp, as when MDCA ingests late.
+    The time settings apply under the tenant's realistic time model (``TenantConfig.time_model``); None (or
+    ``"default"``) takes the model's default for the service (``timing.py``):
+
+    * ``delays``: the storage delay profile, a list of :class:`~mdca_emulator.timing.DelayClass` (fraction, min_ms,
+      max_ms) whose fractions add up to 1; the first class is the on-time one. Default: activities 93 % 1-60 s, 5 %
+      1 min-2 h, 1.5 % 2-24 h, 0.5 % 24-72 h; alerts 0-3 s; files: stored at the next scan of their app.
+    * ``scan_interval_ms``: files, how often MDCA scans each cloud app (default 4 h).
+    * ``retention_days``: how far back records are served (default: activities 30, the others None: forever).
+    * ``changes``: alerts, how they are resolved or dismissed later (:class:`~mdca_emulator.timing.AlertChanges`).
+
+    ``late_every``/``late_by_ms`` force specific late records, in either model: every Nth record of each stream is
+    stored exactly ``late_by_ms`` after its timestamp, in place of the profile's late classes.
     """
 
     segments: list[Segment | Rate] = field(default_factory=list)
     skip_ceiling: int | None = DEFAULT_SKIP_CEILING
     late_every: int | None = None
     late_by_ms: int = 0
+    delays: list[DelayClass] | None = None
+    scan_interval_ms: int = timing.DEFAULT_SCAN_INTERVAL_MS
+    retention_days: int | str | None = DEFAULT
+    changes: AlertChanges | None = None
 
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
@@ -97,6 +133,14 @@ class TimeSeriesConfig:
         _opt_int("skip_ceiling", self.skip_ceiling, 1)
         _opt_int("late_every", self.late_every, 1)
         _int("late_by_ms", self.late_by_ms, 0)
+        if self.delays is not None:
+            timing.check_delays(self.delays)
+        _int("scan_interval_ms", self.scan_interval_ms, 1)
+        _opt_days("retention_days", self.retention_days)
+        if self.changes is not None:
+            if not isinstance(self.changes, AlertChanges):
+                raise ValueError(f"changes must be AlertChanges, got {self.changes!r}")
+            self.changes.validate()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -105,35 +149,67 @@ class TimeSeriesConfig:
             "skip_ceiling": self.skip_ceiling,
             "late_every": self.late_every,
             "late_by_ms": self.late_by_ms,
+            "delays": None if self.delays is None else [delay.to_dict() for delay in self.delays],
+            "scan_interval_ms": self.scan_interval_ms,
+            "retention_days": self.retention_days,
+            "changes": None if self.changes is None else self.changes.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TimeSeriesConfig:
         """Inverse of :meth:`to_dict`; missing keys take their defaults."""
         _reject_unknown("time series", raw, {f.name for f in dataclasses.fields(cls)})
+        delays, changes = raw.get("delays"), raw.get("changes")
+        if delays is not None and not isinstance(delays, list | tuple):
+            raise ValueError(f"delays must be a list of delay classes, got {delays!r}")
         return cls(
             segments=[spec_from_dict(dict(spec)) for spec in raw.get("segments", [])],
             skip_ceiling=_opt_int("skip_ceiling", raw.get("skip_ceiling", DEFAULT_SKIP_CEILING), 1),
             late_every=_opt_int("late_every", raw.get("late_every"), 1),
             late_by_ms=_int("late_by_ms", raw.get("late_by_ms", 0), 0),
+            delays=None if delays is None else [DelayClass.from_dict(delay) for delay in delays],
+            scan_interval_ms=_int("scan_interval_ms", raw.get("scan_interval_ms", timing.DEFAULT_SCAN_INTERVAL_MS), 1),
+            retention_days=_opt_days("retention_days", raw.get("retention_days", DEFAULT)),
+            changes=None if changes is None else AlertChanges.from_dict(changes),
         )
+
+
+def _lifetimes(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        or not 0 < value[0] <= value[1]
+    ):
+        raise ValueError(f"lifetime_days must be [min, max] days with 0 < min <= max, got {value!r}")
+    return float(value[0]), float(value[1])
 
 
 @dataclass
 class SnapshotConfig:
-    """The settings of a snapshot service (read whole, no time window): `count` records."""
+    """The settings of a snapshot service (read whole, no window): about `count` records.
+
+    Under the realistic time model the collection changes with the clock: records join and leave, each staying
+    ``lifetime_days`` (min, max; None: the model's default, entities 90 days to 3 years, subnets 1 to 5 years), so
+    that about `count` are there at any time. Under the instant model it is records ``0..count-1``, for ever.
+    """
 
     count: int = 0
     skip_ceiling: int | None = None
+    lifetime_days: tuple[float, float] | None = None
 
     def validate(self) -> None:
         """Raise ValueError when a value is out of range."""
         _int("count", self.count, 0)
         _opt_int("skip_ceiling", self.skip_ceiling, 1)
+        _lifetimes(self.lifetime_days)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"count": self.count, "skip_ceiling": self.skip_ceiling}
+        lifetimes = None if self.lifetime_days is None else list(self.lifetime_days)
+        return {"count": self.count, "skip_ceiling": self.skip_ceiling, "lifetime_days": lifetimes}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SnapshotConfig:
@@ -142,6 +218,7 @@ class SnapshotConfig:
         return cls(
             count=_int("count", raw.get("count", 0), 0),
             skip_ceiling=_opt_int("skip_ceiling", raw.get("skip_ceiling"), 1),
+            lifetime_days=_lifetimes(raw.get("lifetime_days")),
         )
 
 
@@ -180,6 +257,11 @@ class TenantConfig:
 
         TenantConfig("t1", services={"alerts": TimeSeriesConfig([Rate(60)]), "data_enrichment": SnapshotConfig(40)})
         TenantConfig.from_dict({"tenant_id": "t1", "alerts": {"segments": [...]}, "data_enrichment": {"count": 40}})
+
+    `time_model` is ``"realistic"`` (the default: records stored late, alerts that change, activities kept 30 days,
+    collections that change) or ``"instant"`` (none of it: the speed benchmarks'); see ``timing.py``. The tenant clock
+    is pinned (`now_ms`), compressed (`clock_origin_ms`, `clock_rate`: it read the origin when the server clock read
+    `clock_started_ms`, filled in when left out) or the server clock.
     """
 
     tenant_id: str
@@ -199,8 +281,16 @@ class TenantConfig:
     fault_services: list[str] | None = None
     revoke_tokens_after: int | None = None
     scan_omit_next_query_filters: bool | int = False
-    # Tenant clock override (epoch ms); None follows the server clock.
+    # The time model (timing.py): "realistic" (delays, changes, retention) or "instant" (the benchmarks').
+    time_model: str = "realistic"
+    # The order of a non-scan list that states no sortDirection: newest first, as MCAS's own paging assumes.
+    default_sort_direction: str = "desc"
+    # Tenant clock: pinned at now_ms (epoch ms) when set; else, when clock_origin_ms is set, it read clock_origin_ms
+    # when the server clock read clock_started_ms and runs clock_rate times as fast; else it is the server clock.
     now_ms: int | None = None
+    clock_origin_ms: int | None = None
+    clock_rate: float = 1.0
+    clock_started_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not self.client_id:
@@ -263,7 +353,15 @@ class TenantConfig:
         _opt_int("revoke_tokens_after", self.revoke_tokens_after, 1)
         if not isinstance(self.scan_omit_next_query_filters, bool):
             _int("scan_omit_next_query_filters", self.scan_omit_next_query_filters, 0)
+        if self.time_model not in TIME_MODELS:
+            raise ValueError(f"time_model must be one of {TIME_MODELS}, got {self.time_model!r}")
+        if self.default_sort_direction not in SORT_DIRECTIONS:
+            raise ValueError(f"default_sort_direction must be one of {SORT_DIRECTIONS}")
         _opt_int("now_ms", self.now_ms, 0)
+        _opt_int("clock_origin_ms", self.clock_origin_ms, 0)
+        _opt_int("clock_started_ms", self.clock_started_ms, 0)
+        if isinstance(self.clock_rate, bool) or not isinstance(self.clock_rate, int | float) or self.clock_rate < 0:
+            raise ValueError(f"clock_rate must be a number >= 0, got {self.clock_rate!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, every service a key of its own; :meth:`from_dict` gives back an equal config."""
@@ -311,7 +409,7 @@ def _coerce(name: str, value: Any) -> Any:
         return [str(item) for item in value]
     if name == "fault_services" and value is not None:
         return [str(item) for item in value]
-    if name == "error_rate":
+    if name in ("error_rate", "clock_rate") and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if name == "token_fault" and value is not None:
         return _int("token_fault", value)
@@ -321,16 +419,56 @@ def _coerce(name: str, value: Any) -> Any:
 # -- runtime -------------------------------------------------------------------------------------------------
 
 
+def _run(origin_ms: int, started_ms: int, rate: float, base_ms: int) -> int:
+    """A clock that read `origin_ms` when its base read `started_ms`, running `rate` times as fast as its base."""
+    return origin_ms + math.floor((base_ms - started_ms) * rate)
+
+
 class Clock:
-    """Wall-clock epoch milliseconds, unless overridden (the server-wide clock tests move by hand)."""
+    """The server-wide clock: wall-clock epoch milliseconds, unless pinned (`override_ms`) or compressed.
+
+    Compressed, it read `origin_ms` when the wall clock read `started_ms` and runs `rate` times as fast: one real
+    second is `rate` emulated seconds (``set_rate``), so that a scheduler sees hours of MDCA pass in minutes.
+    """
 
     def __init__(self) -> None:
         self.override_ms: int | None = None
+        self.origin_ms: int | None = None
+        self.rate = 1.0
+        self.started_ms = 0
+
+    @staticmethod
+    def wall_ms() -> int:
+        """The real time in epoch ms."""
+        return time.time_ns() // 1_000_000
 
     def now_ms(self) -> int:
         """The current time in epoch ms."""
         override = self.override_ms
-        return time.time_ns() // 1_000_000 if override is None else override
+        if override is not None:
+            return override
+        if self.origin_ms is None:
+            return self.wall_ms()
+        return _run(self.origin_ms, self.started_ms, self.rate, self.wall_ms())
+
+    def set_rate(self, rate: float, origin_ms: int | None = None) -> None:
+        """Run from `origin_ms` (default: the time it shows now) at `rate` times real time; unpins the clock."""
+        origin = self.now_ms() if origin_ms is None else origin_ms
+        self.override_ms, self.origin_ms, self.rate, self.started_ms = None, origin, float(rate), self.wall_ms()
+
+    def release(self) -> None:
+        """Back to the wall clock."""
+        self.override_ms, self.origin_ms, self.rate = None, None, 1.0
+
+    def describe(self) -> dict[str, Any]:
+        """The clock's time and settings, as the admin API shows them."""
+        return {
+            "now_ms": self.now_ms(),
+            "override": self.override_ms,
+            "origin_ms": self.origin_ms,
+            "rate": self.rate,
+            "started_ms": self.started_ms if self.origin_ms is not None else None,
+        }
 
 
 @dataclass
@@ -366,16 +504,30 @@ ServiceData = TimeSeriesData | SnapshotData
 
 def _build_data(config: TenantConfig) -> dict[str, ServiceData]:
     data: dict[str, ServiceData] = {}
+    realistic = config.time_model == "realistic"
     for name, settings in config.services.items():
         if isinstance(settings, TimeSeriesConfig):
-            data[name] = TimeSeriesData(name, config.seed, settings.segments, settings.late_every, settings.late_by_ms)
+            resolved = timing.resolve(
+                name,
+                config.time_model,
+                settings.delays,
+                settings.late_every,
+                settings.late_by_ms,
+                settings.scan_interval_ms,
+                settings.retention_days,
+                settings.changes,
+            )
+            data[name] = TimeSeriesData(name, config.seed, settings.segments, timing=resolved)
         else:
-            data[name] = SnapshotData(name, config.seed, settings.count)
+            days = settings.lifetime_days or timing.DEFAULT_LIFETIME_DAYS.get(name)
+            lifetimes = (round(days[0] * DAY_MS), round(days[1] * DAY_MS)) if realistic and days else None
+            data[name] = SnapshotData(name, config.seed, settings.count, lifetimes)
     return data
 
 
 # Keys whose change rebuilds the data streams (others are read per request).
-_DATA_FIELDS = frozenset({"seed", *services.NAMES})
+_DATA_FIELDS = frozenset({"seed", "time_model", *services.NAMES})
+_CLOCK_FIELDS = frozenset({"clock_origin_ms", "clock_rate"})
 
 
 class TenantState:
@@ -385,6 +537,8 @@ class TenantState:
         config.validate()
         self._lock = threading.RLock()
         self._clock = clock or Clock()
+        if config.clock_origin_ms is not None and config.clock_started_ms is None:
+            config = dataclasses.replace(config, clock_started_ms=self._clock.now_ms())
         self._config = config
         self._data = _build_data(config)
         self._faults: collections.deque[str] = collections.deque(config.fault_queue)
@@ -428,8 +582,13 @@ class TenantState:
     def patch(self, changes: Mapping[str, Any]) -> TenantConfig:
         """Apply JSON-style `changes` atomically; ValueError (and no change) when one is invalid."""
         with self._lock:
-            config = self.config.with_changes(changes)
             touched = set(changes)
+            if touched & _CLOCK_FIELDS and "clock_started_ms" not in touched:
+                # The clock runs on from the time it shows (or from the origin given), from this instant.
+                changes = {"clock_origin_ms": self.now_ms(), **changes, "clock_started_ms": self._clock.now_ms()}
+                if changes["clock_origin_ms"] is None:
+                    changes["clock_started_ms"] = None
+            config = self.config.with_changes(changes)
             if touched & _DATA_FIELDS:
                 self._data = _build_data(config)
             if "seed" in touched:
@@ -447,29 +606,154 @@ class TenantState:
     # -- clock and data --------------------------------------------------------------------------------------
 
     def set_now(self, now_ms: int | None) -> None:
-        """Pin this tenant's clock to `now_ms` (None: follow the server clock)."""
-        self.patch({"now_ms": now_ms})
+        """Pin this tenant's clock to `now_ms` (None: follow the server clock, uncompressed)."""
+        self.patch({"now_ms": now_ms, "clock_origin_ms": None, "clock_rate": 1.0})
+
+    def set_rate(self, rate: float, origin_ms: int | None = None) -> None:
+        """Run this tenant's clock from `origin_ms` (default: the time it shows) at `rate` times the server clock."""
+        origin = self.now_ms() if origin_ms is None else origin_ms
+        self.patch({"now_ms": None, "clock_origin_ms": origin, "clock_rate": float(rate)})
 
     def now_ms(self) -> int:
-        """The tenant clock: its override, else the server clock."""
-        override = self._config.now_ms
-        return self._clock.now_ms() if override is None else override
+        """The tenant clock: pinned, else compressed, else the server clock."""
+        config = self._config
+        if config.now_ms is not None:
+            return config.now_ms
+        base = self._clock.now_ms()
+        if config.clock_origin_ms is None:
+            return base
+        started = base if config.clock_started_ms is None else config.clock_started_ms
+        return _run(config.clock_origin_ms, started, config.clock_rate, base)
+
+    def describe_clock(self) -> dict[str, Any]:
+        """The tenant clock's time and settings, as the admin API shows them."""
+        config = self._config
+        return {
+            "now_ms": self.now_ms(),
+            "override": config.now_ms,
+            "origin_ms": config.clock_origin_ms,
+            "rate": config.clock_rate,
+            "started_ms": config.clock_started_ms,
+        }
 
     def data(self, service: str) -> ServiceData:
         """The record streams of `service` as of now."""
         services.get(service)
         return self._data[service]
 
-    def truth(self, service: str, start_ms: int, end_ms: int, visible_only: bool = False) -> list[str]:
-        """Sorted ``_id``s of the records with a window timestamp in ``[start_ms, end_ms)``.
+    def _as_of(self, visible_only: bool, as_of: int | str | None) -> int:
+        if as_of == "now" or (as_of is None and visible_only):
+            return self.now_ms()
+        if as_of is None or as_of == "horizon":
+            return INF_MS - 1
+        if isinstance(as_of, str):
+            raise ValueError(f"as_of must be epoch ms, 'now' or 'horizon', got {as_of!r}")
+        return as_of
 
-        Snapshots ignore the window. `visible_only` keeps only records already visible on the tenant clock.
+    def truth_entries(
+        self,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        visible_only: bool = False,
+        *,
+        by: str | None = None,
+        as_of: int | str | None = None,
+    ) -> tuple[TimeSeriesData, list[Entry], int]:
+        """The records a complete read of ``[start_ms, end_ms)`` of a windowed service must have delivered.
+
+        `by` names the field the range is on: the event's time (``date``, files ``modifiedDate``), when MDCA stored
+        the record (``created``, files ``snapshotLastModifiedDate``) or, for alerts, when it was resolved
+        (``resolutionDate``); default: the registry's window field. `as_of` (epoch ms, ``"now"`` or
+        ``"horizon"``): only records stored by then (alerts by ``resolutionDate``: resolved by then); default the
+        horizon (every record, however late), or now with `visible_only`. Retention does not apply: a collector
+        that read in time had them. Returns the data, the entries in timestamp order and the instant used.
+        """
+        data = self.data(service)
+        if not isinstance(data, TimeSeriesData):
+            raise ValueError(f"{service} is a snapshot: its truth has no range")
+        moment = self._as_of(visible_only, as_of)
+        window = [(start_ms, end_ms)]
+        roles = field_roles(service)
+        field_name = by or services.get(service).filter_field or ""
+        role = roles.get(field_name, field_name)  # "time", "stored", "resolved", or a role given by name
+        stored = [(0, moment + 1)]
+        if role == "time":
+            query = Query.of(times=window, stored=stored, now=moment)
+        elif role == "stored":
+            query = Query.of(stored=[(max(0, start_ms), min(end_ms, moment + 1))], now=moment)
+        elif role == "resolved":
+            query = Query.of(stored=stored, resolved=window, now=moment)
+        else:
+            raise ValueError(f"{service} has no field {field_name!r}; by takes one of {', '.join(roles)}")
+        return data, list(data.select(query)), moment
+
+    def truth(
+        self,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        visible_only: bool = False,
+        *,
+        by: str | None = None,
+        as_of: int | str | None = None,
+    ) -> list[str]:
+        """Sorted ``_id``s a complete read of ``[start_ms, end_ms)`` must return (see :meth:`truth_entries`).
+
+        Snapshots ignore the window: the records in the collection now (or at `as_of`).
         """
         data = self.data(service)
         if isinstance(data, SnapshotData):
-            return sorted(data.record_id(index) for index in range(data.total))
-        now = self.now_ms() if visible_only else None
-        return sorted(entry[1] for entry in data.entries([(start_ms, end_ms)], now))
+            moment = self.now_ms() if as_of in (None, "now", "horizon") else self._as_of(visible_only, as_of)
+            return sorted(data.record_id(index) for index in data.present(moment))
+        _data, entries, _moment = self.truth_entries(service, start_ms, end_ms, visible_only, by=by, as_of=as_of)
+        return sorted(entry[1] for entry in entries)
+
+    def truth_count(
+        self,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        visible_only: bool = False,
+        *,
+        by: str | None = None,
+        as_of: int | str | None = None,
+    ) -> int:
+        """How many records :meth:`truth` lists, counted (arithmetic where the model allows) rather than listed."""
+        data = self.data(service)
+        if isinstance(data, SnapshotData):
+            return len(self.truth(service, start_ms, end_ms, visible_only, by=by, as_of=as_of))
+        moment = self._as_of(visible_only, as_of)
+        roles = field_roles(service)
+        field_name = by or services.get(service).filter_field or ""
+        role = roles.get(field_name, field_name)
+        window, stored = [(start_ms, end_ms)], [(0, moment + 1)]
+        if role == "time":
+            return data.count_query(Query.of(times=window, stored=stored, now=moment))
+        if role == "stored":
+            return data.count_query(Query.of(stored=[(max(0, start_ms), min(end_ms, moment + 1))], now=moment))
+        return len(self.truth(service, start_ms, end_ms, visible_only, by=by, as_of=as_of))
+
+    def truth_states(
+        self,
+        service: str,
+        start_ms: int,
+        end_ms: int,
+        visible_only: bool = False,
+        *,
+        by: str | None = None,
+        as_of: int | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every state each record of :meth:`truth` has had by `as_of` (alerts: status, resolution, resolveTime).
+
+        One dict per state, ordered by ``_id`` then time: ``{"_id", "at", "statusValue", "resolutionStatusValue",
+        "resolveTime", "handledByUser"}``; the last one of an ``_id`` is what MDCA shows at `as_of`.
+        """
+        data, entries, moment = self.truth_entries(service, start_ms, end_ms, visible_only, by=by, as_of=as_of)
+        out: list[dict[str, Any]] = []
+        for entry in sorted(entries, key=lambda e: e[1]):
+            out.extend(state.to_dict(entry[1]) for state in data.alert_states(entry) if state.at <= moment)
+        return out
 
     # -- per-request bookkeeping (called by mdca.py / entra.py) ----------------------------------------------
 

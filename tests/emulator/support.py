@@ -14,8 +14,12 @@ import requests
 from mdca_emulator import MDCA_SCOPE, EmulatorServer, TenantConfig, TenantState
 from tests.service_table import SERVICE_TABLE
 
-# A fixed past instant (2023-11-14T22:13:20Z): data here is visible on the real clock and never changes.
+SECOND, MINUTE, HOUR, DAY = 1_000, 60_000, 3_600_000, 86_400_000
+# A fixed past instant (2023-11-14T22:13:20Z). Tenants run the realistic time model unless a test says otherwise, so
+# a test that reads activities near T0 pins the tenant clock (the activity log keeps 30 days).
 T0 = 1_700_000_000_000
+# The tenant clock once every storage delay of data near T0 has passed (72 h at most), within the 30 days kept.
+AFTER = T0 + 4 * DAY
 
 
 def new_session(emu: EmulatorServer) -> requests.Session:
@@ -87,3 +91,20 @@ class Tenant:
         assert response.status_code == 200, response.text
         page: dict[str, Any] = response.json()
         return page
+
+
+def scan_all(tenant: Tenant, filters: dict[str, Any], max_pages: int = 500, **body: Any) -> list[dict[str, Any]]:
+    """Every page of an activities scan, following ``nextQueryFilters``."""
+    pages, request = [], {"filters": filters, "isScan": True, "limit": 500, **body}
+    for _ in range(max_pages):
+        page = tenant.ok("activities", request)
+        pages.append(page)
+        if not page["hasNext"]:
+            return pages
+        request = {**request, "filters": page["nextQueryFilters"]}
+    raise AssertionError("scan did not end")
+
+
+def ids(pages: list[dict[str, Any]]) -> list[str]:
+    """The ``_id``s of the records of `pages`, in order."""
+    return [record["_id"] for page in pages for record in page["data"]]

@@ -4,8 +4,10 @@ emulator's services held to the provider's registry and the tests' service table
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import time
 from itertools import islice, pairwise
 
 import pytest
@@ -14,7 +16,8 @@ from hypothesis import strategies as st
 
 from airflow_provider_mdca.services import SERVICES
 from mdca_emulator import Rate, Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig, records, services
-from mdca_emulator.data import HOUR_MS, INF_MS, SnapshotData, TimeSeriesData
+from mdca_emulator.data import HOUR_MS, INF_MS, Query, SnapshotData, TimeSeriesData, field_roles
+from mdca_emulator.timing import DEFAULT_ALERT_CHANGES, AlertChanges, DelayClass, resolve
 from tests.emulator.support import T0
 from tests.service_table import ALL as ALL_SERVICES
 from tests.service_table import SERVICE_TABLE, SNAPSHOTS, WINDOWED
@@ -132,12 +135,19 @@ class TestServices:
             services.check_table({**complete, "subnet": 1}, "shapes", complete=True)
 
     @pytest.mark.parametrize("service", WINDOWED)
-    def test_a_windowed_record_holds_its_instant_in_the_time_field(self, service):
-        data = TimeSeriesData(service, 2, [Segment(T0, T0 + 1_000, 30, (1, 3))])
+    def test_a_windowed_record_holds_its_window_instant_in_the_registrys_time_field(self, service):
+        timing = resolve(service, "realistic", None, None, 0, 4 * HOUR_MS, "default", None)
+        data = TimeSeriesData(service, 2, [Segment(T0, T0 + 1_000, 30, (1, 3))], timing=timing)
         entries = list(data.entries(ALL))
         assert len(entries) == 30
-        assert all(data.build(entry)[SERVICE_TABLE[service].time_field] == entry[0] for entry in entries)
-        assert data.filter_field == SERVICE_TABLE[service].filter_field
+        roles = field_roles(service)
+        time_field = SERVICE_TABLE[service].time_field
+        role = roles.get(time_field, "time")
+        for entry in entries:
+            value = data.build(entry)[time_field]
+            expected = entry[0] if role == "time" else entry[5]
+            assert value == expected or value == records.iso_ms(expected)
+        assert SERVICE_TABLE[service].filter_field in roles
 
     def test_windowed_and_snapshot_data_are_told_apart(self):
         with pytest.raises(ValueError, match="snapshot"):
@@ -184,7 +194,7 @@ class TestRecords:
         assert set(first["user"]) == {"userName", "userTags"}
         assert {"Level", "level"} <= set(first["rawDataJson"])
         assert "0" in first["entityData"]
-        assert all(r["created"] > r["timestamp"] for r in records)
+        assert all(r["created"] == r["timestamp"] for r in records)  # the instant model: stored as it happens
         descriptions = " ".join(r["description"] for r in records)
         assert "é" in descriptions and "中文" in descriptions
 
@@ -330,6 +340,54 @@ class TestTenantConfig:
         again = TenantConfig.from_dict(json.loads(json.dumps(config.to_dict())))
         assert again == config
 
+    def test_the_time_models_knobs_round_trip_through_json(self):
+        config = TenantConfig(
+            "tm",
+            services={
+                "activities": TimeSeriesConfig(
+                    [Rate(100)],
+                    delays=[DelayClass(0.9, 1_000, 60_000), DelayClass(0.1, HOUR_MS, 2 * HOUR_MS)],
+                    retention_days=7,
+                ),
+                "alerts": TimeSeriesConfig(changes=AlertChanges(0.3, 0.2, 60_000, 86_400_000), retention_days=None),
+                "files": TimeSeriesConfig(scan_interval_ms=HOUR_MS),
+                "entities": SnapshotConfig(12, lifetime_days=(1, 2.5)),
+            },
+            time_model="instant",
+            default_sort_direction="asc",
+            clock_origin_ms=T0,
+            clock_rate=60.0,
+            clock_started_ms=T0 + 1,
+        )
+        raw = json.loads(json.dumps(config.to_dict()))
+        assert raw["activities"]["delays"][1] == {"fraction": 0.1, "min_ms": HOUR_MS, "max_ms": 2 * HOUR_MS}
+        assert raw["time_model"] == "instant" and raw["files"]["scan_interval_ms"] == HOUR_MS
+        assert TenantConfig.from_dict(raw) == config
+        assert TenantConfig("d").to_dict()["activities"]["retention_days"] == "default"
+        changed = config.with_changes({"activities": {"delays": [[0.5, 0, 10], [0.5, 10, 20]]}})
+        assert changed.series("activities").delays == [DelayClass(0.5, 0, 10), DelayClass(0.5, 10, 20)]
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"time_model": "fast"},
+            {"default_sort_direction": "up"},
+            {"clock_rate": -1},
+            {"activities": {"delays": [[0.5, 0, 10]]}},
+            {"activities": {"delays": [[1.0, 10, 0]]}},
+            {"activities": {"delays": []}},
+            {"activities": {"retention_days": 0}},
+            {"alerts": {"changes": {"changed_fraction": 2}}},
+            {"alerts": {"changes": {"soon": 1}}},
+            {"files": {"scan_interval_ms": 0}},
+            {"entities": {"lifetime_days": [5, 1]}},
+        ],
+        ids=lambda changes: json.dumps(changes),
+    )
+    def test_rejects_bad_time_knobs(self, changes):
+        with pytest.raises(ValueError, match=r"must|unknown|need|at least"):
+            TenantConfig("bad").with_changes(changes)
+
     def test_every_registry_service_has_settings_of_its_kind_flat_in_json(self):
         config = TenantConfig("kinds", services={"data_enrichment": SnapshotConfig(40)})
         assert list(config.services) == list(ALL_SERVICES)
@@ -380,3 +438,158 @@ class TestTenantConfig:
         for tenant_id in ("", "a/b", "mdca", "_admin"):
             with pytest.raises(ValueError, match="not a valid path segment"):
                 TenantConfig(tenant_id).validate()
+
+
+def _realistic(service: str, **knobs) -> object:
+    settings = {"delays": None, "late_every": None, "late_by_ms": 0, "scan_interval_ms": 4 * HOUR_MS}
+    settings.update(retention_days="default", changes=None)
+    settings.update(knobs)
+    return resolve(service, "realistic", **settings)
+
+
+DAY = 24 * HOUR_MS
+H0 = T0 - T0 % HOUR_MS
+
+
+class TestTimeModel:
+    def test_activity_delays_follow_the_profile(self):
+        data = TimeSeriesData("activities", 4, [Rate(50_000, (1, 2), H0 - 2 * DAY)], timing=_realistic("activities"))
+        delays = [entry[5] - entry[0] for entry in data.entries([(H0, H0 + 4 * HOUR_MS)])]
+        total = len(delays)
+        shares = [
+            sum(1_000 <= d <= MIN for d in delays) / total,
+            sum(MIN < d <= 2 * HOUR_MS for d in delays) / total,
+            sum(2 * HOUR_MS < d <= DAY for d in delays) / total,
+            sum(DAY < d < 3 * DAY for d in delays) / total,
+        ]
+        assert total > 150_000 and sum(shares) == pytest.approx(1)
+        for share, expected in zip(shares, (0.93, 0.05, 0.015, 0.005), strict=True):
+            assert share == pytest.approx(expected, rel=0.1)
+        on_time = sorted(d for d in delays if d <= MIN)
+        assert on_time[len(on_time) // 4] < 20_000 < on_time[3 * len(on_time) // 4]  # spread over the minute
+        assert all(data.created(entry) == entry[5] for entry in itertools.islice(data.entries(ALL), 5_000))
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        specs=st.lists(
+            st.builds(
+                lambda a, b, count, cluster: Segment(BASE + min(a, b), BASE + max(a, b) + 1, count, cluster),
+                st.integers(0, SPAN - 1),
+                st.integers(0, SPAN - 1),
+                st.integers(0, 300),
+                st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+            )
+            | st.builds(lambda per_hour: Rate(per_hour, (1, 2), BASE - 5_000), st.integers(0, 300_000)),
+            min_size=1,
+            max_size=3,
+        ),
+        forced=st.booleans(),
+        times=st.lists(st.tuples(st.integers(-9_000, SPAN), st.integers(0, 6_000)), min_size=1, max_size=2),
+        stored=st.lists(st.tuples(st.integers(-3_000, SPAN + 6_000), st.integers(0, 4_000)), min_size=1, max_size=2),
+        now=st.integers(-100, SPAN + 8_000),
+        order=st.sampled_from(["time", "stored"]),
+        reverse=st.booleans(),
+        draw=st.data(),
+    )
+    def test_queries_on_created_are_what_brute_force_finds(
+        self, specs, forced, times, stored, now, order, reverse, draw
+    ):
+        # A profile squeezed into seconds so that every class lands in the drawn windows.
+        delays = [DelayClass(0.7, 0, 300), DelayClass(0.2, 300, 2_000), DelayClass(0.1, 2_000, 6_000)]
+        timing = _realistic("activities", delays=delays, late_every=3 if forced else None, late_by_ms=4_000)
+        data = TimeSeriesData("activities", 1, specs, timing=timing)
+        query = Query.of(
+            [(BASE + lo, BASE + lo + width) for lo, width in times],
+            [(BASE + lo, min(BASE + lo + width, BASE + now + 1)) for lo, width in stored],
+        )
+        everything = list(data.entries([(BASE - 20_000, BASE + SPAN + 20_000)]))
+        expected = [
+            e
+            for e in everything
+            if any(a <= e[0] < b for a, b in query.times) and any(a <= e[5] < b for a, b in query.stored)
+        ]
+        if order == "stored":
+            expected.sort(key=lambda e: (e[5], e[1]))
+        if reverse:
+            expected.reverse()
+        assert list(data.select(query, order, reverse)) == expected
+        assert data.count_query(query) == len(expected)
+        skip = draw.draw(st.integers(0, len(expected) + 2), label="skip")
+        assert list(data.select(query, order, reverse, skip=skip)) == expected[skip:]
+
+    def test_a_created_window_of_a_billion_records_is_found_without_walking_them(self):
+        # 40 days at a million records an hour: the 5 minutes stored now come from three days of timestamps.
+        data = TimeSeriesData(
+            "activities", 2, [Rate(1_000_000, (1, 3), H0 - 40 * DAY)], timing=_realistic("activities")
+        )
+        query = Query.of(ALL, [(H0, H0 + 5 * MIN)])
+        began = time.perf_counter()
+        count = data.count_query(query)
+        first = list(itertools.islice(data.select(query, "stored"), 5_000))
+        assert time.perf_counter() - began < 1.0
+        assert 80_000 < count < 90_000 and len(first) == 5_000
+        assert [e[5] for e in first] == sorted(e[5] for e in first) and first[0][5] >= H0
+
+    def test_alerts_are_resolved_or_dismissed_later(self):
+        timing = _realistic("alerts")
+        assert timing.changes == DEFAULT_ALERT_CHANGES
+        data = TimeSeriesData("alerts", 3, [Segment(T0, T0 + HOUR_MS, 4_000)], timing=timing)
+        chains = [data.alert_states(entry) for entry in data.entries(ALL)]
+        assert all(0 <= chain[0].at - entry[0] <= 3_000 for chain, entry in zip(chains, data.entries(ALL), strict=True))
+        changed = [chain for chain in chains if len(chain) > 1]
+        two_steps = [chain for chain in changed if len(chain) == 3]
+        assert len(changed) / len(chains) == pytest.approx(0.6, rel=0.1)
+        assert len(two_steps) / len(changed) == pytest.approx(0.5, rel=0.15)
+        for chain in changed:
+            assert [state.at for state in chain] == sorted(state.at for state in chain)
+            done = chain[-1]
+            assert done.status == 2 and done.resolution in (3, 4, 5) and done.resolve_time == done.at
+            assert done.at - (chain[0].at - 3_000) >= 5 * MIN and done.at - T0 <= HOUR_MS + 7 * DAY
+        assert {chain[-1].resolution for chain in changed} == {3, 4, 5}
+        resolved_later = next(entry for entry in data.entries(ALL) if len(data.alert_states(entry)) == 3)
+        states = data.alert_states(resolved_later)
+        for state in states:
+            assert data.build(resolved_later, state.at)["statusValue"] == state.status
+        assert data.build(resolved_later, states[1].at - 1)["resolveTime"] is None
+        quiet = TimeSeriesData(
+            "alerts", 3, [Segment(T0, T0 + 10, 10)], timing=_realistic("alerts", changes=AlertChanges(0))
+        )
+        assert quiet.timing.changes is None and all(len(quiet.alert_states(e)) == 1 for e in quiet.entries(ALL))
+
+    def test_files_are_stored_at_the_next_scan_of_their_app(self):
+        data = TimeSeriesData("files", 5, [Segment(T0, T0 + DAY, 3_000)], timing=_realistic("files"))
+        offsets: dict[int, set[int]] = {}
+        for entry in data.entries(ALL):
+            record = data.build(entry)
+            assert entry[0] < entry[5] <= entry[0] + 4 * HOUR_MS
+            assert record["snapshotLastModifiedDate"] == records.iso_ms(entry[5])
+            offsets.setdefault(record["appId"], set()).add(entry[5] % (4 * HOUR_MS))
+        assert len(offsets) == len(records.FILE_APPS) and all(len(each) == 1 for each in offsets.values())
+
+    def test_retention_follows_the_model(self):
+        assert _realistic("activities").retention_ms == 30 * DAY
+        assert (
+            _realistic("alerts").retention_ms is None and _realistic("files", retention_days=2).retention_ms == 2 * DAY
+        )
+        instant = resolve("activities", "instant", None, None, 0, HOUR_MS, "default", None)
+        assert instant.retention_ms is None and instant.on_time == (0, 0) and not instant.late
+
+
+class TestChangingCollections:
+    def test_about_count_records_join_and_leave(self):
+        data = SnapshotData("entities", 1, 500, (30 * DAY, 365 * DAY))
+        sizes = [len(data.present(T0 + day * DAY)) for day in range(0, 400, 20)]
+        assert all(420 < size < 580 for size in sizes)
+        today, later = set(data.present(T0)), set(data.present(T0 + 10 * DAY))
+        assert today - later and later - today and max(later) > max(today)
+        for index in list(today)[:50]:
+            assert data.arrival(index) <= T0 < data.departure(index)
+        assert list(data.present(T0)) == sorted(data.present(T0))
+        still = SnapshotData("entities", 1, 7)
+        assert list(still.present(T0)) == list(range(7)) == list(still.present(T0 + 1_000 * DAY))
+
+    def test_id_bounds(self):
+        data = SnapshotData("data_enrichment", 2, 10)
+        ids = [data.record_id(i) for i in range(10)]
+        assert [data.index_bound(ids[3]), data.index_bound(ids[3], inclusive=True)] == [3, 4]
+        assert data.index_bound(ids[3] + "0") == 4 and data.index_bound("") == 0 and data.index_bound("~") == 1 << 64

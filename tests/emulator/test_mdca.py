@@ -1,4 +1,4 @@
-"""MDCA list endpoints over HTTPS: auth, filters, sort, skip/limit paging, the skip ceiling, snapshots."""
+"""MDCA list endpoints over HTTPS: auth, filters, sort, default order, skip/limit paging, skip ceiling, snapshots."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 from mdca_emulator import Segment, TimeSeriesConfig, mdca
 from tests.emulator.support import T0, new_session
 from tests.service_table import ALL, SERVICE_TABLE, SNAPSHOTS
+
+ASC = {"sortField": "date", "sortDirection": "asc"}
 
 
 def one_per_ms(count: int, start: int = T0) -> TimeSeriesConfig:
@@ -72,14 +74,15 @@ class TestFilters:
     )
     def test_window_boundaries_are_exact(self, make_tenant, window, expected):
         tenant = make_tenant(alerts=one_per_ms(101))
-        page = tenant.ok("alerts", {"filters": {"date": window}})
+        page = tenant.ok("alerts", {"filters": {"date": window}, **ASC})
         assert timestamps(page) == [T0 + offset for offset in expected]
         assert page["total"] == len(expected)
 
     def test_half_open_window_includes_start_and_end_minus_one_not_end(self, make_tenant):
         tenant = make_tenant(files=one_per_ms(100))
         start, end = T0 + 20, T0 + 40
-        page = tenant.ok("files", {"filters": {"modifiedDate": {"gte": start, "lte": end - 1}}})
+        body = {"filters": {"modifiedDate": {"gte": start, "lte": end - 1}}, "sortField": "modifiedDate"}
+        page = tenant.ok("files", {**body, "sortDirection": "asc"})
         stamps = timestamps(page, "modifiedDate")
         assert stamps[0] == start and stamps[-1] == end - 1 and end not in stamps and len(stamps) == 20
 
@@ -92,6 +95,8 @@ class TestFilters:
             ({"date": {"gte": True}}, "date"),
             ({"date": {"range": [{"start": T0 + 5, "end": T0}]}}, "date"),
             ({"modifiedDate": {"gte": T0}}, "modifiedDate"),
+            ({"created": {"gte": T0}}, "created"),
+            ({"resolutionDate": {"gte": "today"}}, "resolutionDate"),
         ],
         ids=[
             "unknown-field",
@@ -100,6 +105,8 @@ class TestFilters:
             "bool-value",
             "inverted-range",
             "other-service-field",
+            "activities-field",
+            "bad-resolution-date",
         ],
     )
     def test_bad_filters_are_a_400_in_mdca_shape(self, make_tenant, filters, field):
@@ -113,8 +120,8 @@ class TestFilters:
 class TestPaging:
     def test_skip_limit_pages_over_101_records(self, make_tenant):
         tenant = make_tenant(alerts=one_per_ms(101))
-        first = tenant.ok("alerts", {"skip": 0, "limit": 100})
-        second = tenant.ok("alerts", {"skip": 100, "limit": 100})
+        first = tenant.ok("alerts", {"skip": 0, "limit": 100, **ASC})
+        second = tenant.ok("alerts", {"skip": 100, "limit": 100, **ASC})
         assert (len(first["data"]), first["hasNext"], first["total"]) == (100, True, 101)
         assert (len(second["data"]), second["hasNext"]) == (1, False)
         assert (first["max"], first["moreThanTotal"]) == (100, False)
@@ -193,27 +200,40 @@ class TestPaging:
 class TestSnapshots:
     @pytest.mark.parametrize("service", SNAPSHOTS)
     def test_pages_cover_the_snapshot_once(self, make_tenant, service):
-        count = 250  # three pages
-        tenant = make_tenant(**{service: {"count": count}})
-        ids, skip = [], 0
+        tenant = make_tenant(**{service: {"count": 250}}, now_ms=T0)  # a changing collection: its clock pinned
+        got, skip = [], 0
+        truth = tenant.emu.truth(tenant.id, service, 0, 0)
+        assert 200 < len(truth) < 300  # about 250: records come and go
         while True:
-            page = tenant.ok(service, {"skip": skip, "limit": 100})
-            ids += [r["_id"] for r in page["data"]]
+            page = tenant.ok(service, {"skip": skip, "limit": 100, "sortField": "_id", "sortDirection": "asc"})
+            got += [r["_id"] for r in page["data"]]
             skip += len(page["data"])
-            assert page["total"] == count
+            assert page["total"] == len(truth)
             if not page["hasNext"]:
                 break
-        assert ids == tenant.emu.truth(tenant.id, service, 0, 0)
+        assert got == truth
         assert ("max" in page) == (service == "entities")
 
-    def test_snapshot_filters_are_refused(self, make_tenant):
-        tenant = make_tenant(entities={"count": 5})
+    @pytest.mark.parametrize("service", SNAPSHOTS)
+    def test_the_instant_model_keeps_count_records_for_ever(self, make_tenant, service):
+        tenant = make_tenant(**{service: {"count": 30}}, time_model="instant")
+        page = tenant.ok(service, {"sortField": "_id", "sortDirection": "asc"})
+        assert page["total"] == 30 and [r["_id"] for r in page["data"]] == tenant.emu.truth(tenant.id, service, 0, 0)
+
+    def test_snapshot_filters_other_than_id_are_refused(self, make_tenant):
+        tenant = make_tenant(entities={"count": 5}, now_ms=T0)
         response = tenant.post("entities", {"filters": {"date": {"gte": T0}}})
         assert response.status_code == 400 and response.json()["filters"][0]["error"] == "date is not valid"
-        assert len(tenant.ok("entities", {"filters": {}})["data"]) == 5
+        for bad in ({"_id": {"gte": 5}}, {"_id": {"eq": "a"}}, {"_id": {}}):
+            assert tenant.post("entities", {"filters": bad}).status_code == 400, bad
+        assert len(tenant.ok("entities", {"filters": {}})["data"]) == len(tenant.emu.truth(tenant.id, "entities", 0, 0))
 
-    def test_subnet_names_sort_like_ids(self, make_tenant):
-        tenant = make_tenant(data_enrichment={"count": 30})
-        by_name = tenant.ok("data_enrichment", {"sortField": "name"})["data"]
-        assert [r["name"] for r in by_name] == sorted(r["name"] for r in by_name)
-        assert by_name == tenant.ok("data_enrichment", {})["data"]
+    def test_subnet_names_and_entity_dates_sort_like_ids(self, make_tenant):
+        tenant = make_tenant(data_enrichment={"count": 30}, entities={"count": 30}, now_ms=T0)
+        by_id = tenant.ok("data_enrichment", {"sortField": "_id", "sortDirection": "asc"})["data"]
+        by_name = tenant.ok("data_enrichment", {"sortField": "name", "sortDirection": "asc"})["data"]
+        assert [r["name"] for r in by_name] == sorted(r["name"] for r in by_name) and by_name == by_id
+        by_date = tenant.ok("entities", {"sortField": "date", "sortDirection": "asc"})["data"]
+        assert [r["firstSeen"] for r in by_date] == sorted(r["firstSeen"] for r in by_date)
+        assert by_date == tenant.ok("entities", {"sortField": "_id", "sortDirection": "asc"})["data"]
+        assert tenant.post("entities", {"sortField": "name"}).status_code == 400
