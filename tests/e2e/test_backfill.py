@@ -112,6 +112,7 @@ def backfilled(
             **{name: SnapshotConfig(0) for name in SNAPSHOTS},
         },
         requests_per_minute=None,
+        time_model="instant",  # TIME-MODEL: instant until the collector handles late records (issue 13)
     )
     emulator = start_emulator(tenant)
     config = write_collector_config(
