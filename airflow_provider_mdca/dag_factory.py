@@ -133,6 +133,10 @@ def _flatten_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> MdcaF
         manifest=manifest,
         max_events_per_alert=service.max_events_per_alert,
         max_bytes_per_alert=service.max_bytes_per_alert,
+        # Before flattening, so that paths are the alert's own (entities[].label); ship skips the rules applied here.
+        obfuscation=service.obfuscation_config or None,
+        obfuscation_key_conn_id=service.obfuscation_key_conn_id,
+        obfuscation_key_variable=service.obfuscation_key_variable,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
         **kwargs,

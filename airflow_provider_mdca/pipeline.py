@@ -64,6 +64,8 @@ FETCHED: Final = "fetched"
 FLATTENED: Final = "flattened"
 # Re-ship runs keep a ledger of their own (so their retries resume) beside the window's main ledger.
 _RESHIP_DIR: Final = "reship"
+# Where a flattened manifest's extra records the obfuscation applied to the alerts before flattening.
+_OBFUSCATION_KEY: Final = "obfuscation"
 
 
 @dataclass
@@ -103,6 +105,8 @@ class ShipSummary:
     retries: int = 0
     reship: bool = False
     elapsed_seconds: float = 0.0
+    #: Obfuscation rules that reached no field in the window's events (a wrong path, almost always).
+    obfuscation_unmatched: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict, for logs, the task's return value and the Asset event's extra."""
@@ -198,12 +202,18 @@ def flatten_stage(
     max_events_per_alert: int = DEFAULT_MAX_EVENTS,
     max_bytes_per_alert: int = DEFAULT_MAX_BYTES,
     max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+    obfuscator: Obfuscator | None = None,
 ) -> tuple[P, StageSummary]:
     """Flatten the alerts staged at ``source_manifest`` into the window's ``flattened`` stage, streaming.
 
     An alert's events go to the part writer one at a time (never gathered in a list); one with more than
     ``max_events_per_alert`` events, or whose events would take more than ``max_bytes_per_alert`` bytes, is staged
     once, unexpanded, marked ``flatten_capped``.
+
+    ``obfuscator`` rewrites each alert before it is flattened, so its paths are the alert's own as MDCA sends it
+    (``entities[].label`` reaches every entity's label, which flattening then names ``user_label``, ``ip_label``,
+    ...). The manifest records the rules and what each reached (``extra.obfuscation``): the ship step does not
+    apply a rule again that reached a field here, and a rule that reached none in the whole window is warned about.
 
     :raises ValueError: an alert is malformed; the message names the part and the alert (nothing is committed).
     """
@@ -216,7 +226,9 @@ def flatten_stage(
     with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
         for part in source.parts:
             try:
-                alerts = read_part(folder, part)
+                alerts: Iterable[dict[str, Any]] = read_part(folder, part)
+                if obfuscator is not None:
+                    alerts = map(obfuscator.apply, alerts)
                 flattened = flatten_alerts_json_by_alert(
                     alerts,
                     encode=json_codec.encode,
@@ -227,6 +239,15 @@ def flatten_stage(
                 writer.write_encoded(_noting_keys(flattened, keys))
             except ValueError as exc:
                 raise ValueError(f"{source.service} {_window_text(source)}, {part.name}: {exc}") from exc
+    extra: dict[str, Any] = {
+        "flatten": stats.as_dict(),
+        "source_records": source.record_count,
+        event_keys.MANIFEST_KEY: keys.by_part((part.name, part.records) for part in writer.parts),
+    }
+    figures: dict[str, Any] = stats.as_dict()
+    if obfuscator is not None:
+        extra[_OBFUSCATION_KEY] = figures["obfuscation"] = _obfuscation_record(obfuscator)
+        _warn_unmatched(obfuscator.unmatched(), source, "alerts before flattening")
     manifest = Manifest.build(
         service=source.service,
         start=datetime.fromisoformat(source.window_start),
@@ -235,14 +256,31 @@ def flatten_stage(
         parts=writer.parts,
         api_total=source.api_total,
         request_stats=source.request_stats,
-        extra={
-            "flatten": stats.as_dict(),
-            "source_records": source.record_count,
-            event_keys.MANIFEST_KEY: keys.by_part((part.name, part.records) for part in writer.parts),
-        },
+        extra=extra,
     )
     path = write_manifest(window, manifest)
-    return path, _stage_summary(path, manifest, time.monotonic() - began, stats.as_dict())
+    return path, _stage_summary(path, manifest, time.monotonic() - began, figures)
+
+
+def _obfuscation_record(obfuscator: Obfuscator) -> dict[str, Any]:
+    """What the flattened manifest says about the obfuscation applied before flattening."""
+    return {
+        "rules": [{"path": rule.path, "method": rule.method} for rule in obfuscator.rules],
+        "matched": dict(obfuscator.matched),
+        "records": obfuscator.stats.events,
+    }
+
+
+def _warn_unmatched(paths: list[str], manifest: Manifest, where: str) -> None:
+    if paths:
+        log.warning(
+            "Obfuscation: %s %s: the rule(s) %s reached no field in any of the %s: nothing was obfuscated by them. "
+            "Paths name fields of the records as MDCA sends them (e.g. entities[].label); check them.",
+            manifest.service,
+            _window_text(manifest),
+            ", ".join(repr(path) for path in paths),
+            where,
+        )
 
 
 def _noting_keys(flattened: Iterable[AlertLines], keys: KeyOffsets) -> Iterator[bytes]:
@@ -302,7 +340,10 @@ def ship_stage(
     Parts that the ledger shows fully delivered are skipped unread; in the others, events whose key is in the ledger
     are skipped. ``reship_run`` (a run id) ships everything again, once per run: it keeps a ledger of its own so its
     retries resume, and records into the main ledger too. Static ``extra_fields`` are added to each event (a field
-    the record already has wins), then ``obfuscator`` rewrites it.
+    the record already has wins), then ``obfuscator`` rewrites it, except with the rules the flatten step already
+    applied to the window's alerts (its manifest's ``extra.obfuscation``: a rule that reached a field there is not
+    applied twice). A rule that reached no field in the window, here or before flattening, is warned about and
+    listed in the summary's ``obfuscation_unmatched``.
 
     :raises DeliveryError: delivery failed after the sender's retries; what was acknowledged stays in the ledger.
     """
@@ -323,6 +364,9 @@ def ship_stage(
         staged=manifest.record_count,
         reship=reship_run is not None,
     )
+    applied = _applied_obfuscation(manifest, manifest_path)
+    if obfuscator is not None and applied:
+        obfuscator = obfuscator.without(path for path, reached in applied["matched"].items() if reached)
     pending = resume.pending_parts(manifest.stage, manifest.parts)
     summary.parts_skipped = len(manifest.parts) - len(pending)
     summary.skipped_delivered_before = sum(part.records for part in manifest.parts if part not in pending)
@@ -335,11 +379,40 @@ def ship_stage(
         sent.add(sink.send(tag, shippable, on_batch=tracker.on_batch))
         for ledger in ledgers:
             ledger.mark_part_delivered(manifest.stage, part)
+    summary.obfuscation_unmatched = _unmatched(applied, obfuscator)
+    _warn_unmatched(summary.obfuscation_unmatched, manifest, "events shipped")
     summary.delivered = tracker.acknowledged
     summary.bytes, summary.batches, summary.retries = sent.bytes, sent.batches, sent.retries
     summary.elapsed_seconds = round(time.monotonic() - began, 3)
     mark_window_delivered(window, summary.as_dict())
     return summary
+
+
+def _applied_obfuscation(manifest: Manifest, path: StoragePath) -> dict[str, Any] | None:
+    """The obfuscation the flatten step applied (``extra.obfuscation``), checked; None when it applied none."""
+    record = manifest.extra.get(_OBFUSCATION_KEY)
+    if record is None:
+        return None
+    matched = record.get("matched") if isinstance(record, dict) else None
+    if (
+        not isinstance(matched, dict)
+        or not isinstance(record.get("records"), int)
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in matched.values())
+    ):
+        raise StagingError(f"manifest extra.{_OBFUSCATION_KEY} must hold matched {{path: count}} and records", path)
+    checked: dict[str, Any] = record
+    return checked
+
+
+def _unmatched(applied: Mapping[str, Any] | None, obfuscator: Obfuscator | None) -> list[str]:
+    """The rules that reached no field in the window: neither before flattening nor here (where each looked)."""
+    reached: dict[str, bool] = {}
+    if applied and applied["records"]:
+        reached.update((path, count > 0) for path, count in applied["matched"].items())
+    if obfuscator is not None and obfuscator.stats.events:
+        for path, count in obfuscator.matched.items():
+            reached[path] = reached.get(path, False) or count > 0
+    return [path for path, hit in reached.items() if not hit]
 
 
 def _keyed_parts(manifest: Manifest, folder: P, pending: list[PartInfo]) -> Iterator[tuple[PartInfo, EventKeys]]:

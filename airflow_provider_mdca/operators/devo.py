@@ -33,7 +33,9 @@ class DevoShipOperator(BaseOperator):
     :param manifest: the staged stage's manifest location (template it from the fetch or flatten task's XCom).
     :param devo_conn_id: the ``devo`` connection.
     :param tag: the Devo table; default ``casb.microsoft_defender.cloud_apps.<service>``.
-    :param obfuscation: obfuscation rules (see :mod:`airflow_provider_mdca.transforms.obfuscate`).
+    :param obfuscation: obfuscation rules (see :mod:`airflow_provider_mdca.transforms.obfuscate`). For flattened alerts
+        the flatten task applies them before flattening; rules it applied are not applied again here. A rule that
+        reaches no field in the window is warned about and listed in ``obfuscation_unmatched``.
     :param obfuscation_key_conn_id: the connection whose password is the HMAC key, when a rule hashes.
     :param obfuscation_key_variable: or the Variable holding it.
     :param extra_fields: static fields added to every event (the seed collector's ``environment``); a field the
@@ -100,7 +102,8 @@ class DevoShipOperator(BaseOperator):
         figures = summary.as_dict()
         self.log.info(
             "Statistics: service=%s tag=%s window=[%s, %s) staged=%d delivered=%d skipped_delivered_before=%d "
-            "parts_skipped=%d bytes=%d batches=%d retries=%d reship=%s elapsed=%.3fs peak_memory=%.1fMiB",
+            "parts_skipped=%d bytes=%d batches=%d retries=%d reship=%s obfuscation_unmatched=%s elapsed=%.3fs "
+            "peak_memory=%.1fMiB",
             self.service_name,
             self.tag,
             summary.window_start,
@@ -113,6 +116,7 @@ class DevoShipOperator(BaseOperator):
             summary.batches,
             summary.retries,
             summary.reship,
+            ",".join(summary.obfuscation_unmatched),
             summary.elapsed_seconds,
             peak_memory_mb(),
         )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_mdca._compat import BaseOperator, Context
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_path
+from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.pipeline import flatten_stage
 from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES
 from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
@@ -24,6 +25,10 @@ class MdcaFlattenAlertsOperator(BaseOperator):
     :param manifest: the fetched alerts' manifest location (template it from the fetch task's XCom).
     :param max_events_per_alert: the cap on one alert's events.
     :param max_bytes_per_alert: the cap on the size of one alert's events together (compact JSON).
+    :param obfuscation: obfuscation rules applied to each alert before it is flattened, so that their paths are the
+        alert's own (``entities[].label``); give the ship task the same rules: it skips those applied here.
+    :param obfuscation_key_conn_id: the connection whose password is the HMAC key, when a rule hashes.
+    :param obfuscation_key_variable: or the Variable holding it.
     :param staging_conn_id: the connection of the object store used as staging, if any.
     """
 
@@ -36,6 +41,9 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         manifest: str,
         max_events_per_alert: int = DEFAULT_MAX_EVENTS,
         max_bytes_per_alert: int = DEFAULT_MAX_BYTES,
+        obfuscation: Sequence[str | Mapping[str, str]] | Mapping[str, str] | None = None,
+        obfuscation_key_conn_id: str | None = None,
+        obfuscation_key_variable: str | None = None,
         staging_conn_id: str | None = None,
         staging_url: str | None = None,
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
@@ -49,6 +57,9 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         self.manifest = manifest
         self.max_events_per_alert = max_events_per_alert
         self.max_bytes_per_alert = max_bytes_per_alert
+        self.obfuscation = obfuscation
+        self.obfuscation_key_conn_id = obfuscation_key_conn_id
+        self.obfuscation_key_variable = obfuscation_key_variable
         self.staging_conn_id = staging_conn_id
         self.staging_url = staging_url  # accepted for symmetry: the manifest's location already says where
         self.max_part_bytes = max_part_bytes
@@ -58,21 +69,30 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         if not self.manifest:
             raise ValueError("flatten: no manifest location (did the fetch task push one to XCom?)")
         source = staging_path(self.manifest, self.staging_conn_id)
+        obfuscator = None
+        if self.obfuscation:
+            obfuscator = build_obfuscator(
+                self.obfuscation,
+                key_conn_id=self.obfuscation_key_conn_id,
+                key_variable=self.obfuscation_key_variable,
+            )
         path, summary = flatten_stage(
             source,
             max_events_per_alert=self.max_events_per_alert,
             max_bytes_per_alert=self.max_bytes_per_alert,
             max_part_bytes=self.max_part_bytes,
+            obfuscator=obfuscator,
         )
         self.log.info(
             "Statistics: service=alerts window=[%s, %s) alerts_in=%d events_out=%d capped=%d capped_by_bytes=%d "
-            "parts=%d elapsed=%.3fs peak_memory=%.1fMiB",
+            "obfuscation_unmatched=%s parts=%d elapsed=%.3fs peak_memory=%.1fMiB",
             summary.window_start,
             summary.window_end,
             summary.stats.get("alerts_in", 0),
             summary.records,
             summary.stats.get("capped", 0),
             summary.stats.get("capped_by_bytes", 0),
+            ",".join(obfuscator.unmatched()) if obfuscator is not None else "",
             summary.parts,
             summary.elapsed_seconds,
             peak_memory_mb(),

@@ -24,7 +24,13 @@ int id and the same digits as a string hash alike on purpose: MDCA sends some id
 leaf with a string, whatever its type.
 
 Missing paths are ignored and counted in :attr:`Obfuscator.stats`: an absent key or a value of the wrong
-kind (a key step on a non-dict, ``[]`` on a non-list), once per place the walk stops.
+kind (a key step on a non-dict, ``[]`` on a non-list), once per place the walk stops. :attr:`Obfuscator.matched`
+counts, per rule, the fields it reached (``None`` included): a rule that reaches none over a whole window names a
+field the events do not have, almost always a wrong path, and the pipeline warns about it (:meth:`unmatched`).
+
+Flattened alerts. Paths name fields of the records as MDCA sends them (``entities[].label``), so alerts are
+obfuscated before they are flattened: flattening renames entity fields by each alert's entity types
+(``user_label``, ``ip_label``, ``entity_user_label`` on a collision), which no path could name in advance.
 
 Copies. :meth:`Obfuscator.apply` never mutates its input. It returns a new top-level dict and copies only
 the containers along the paths it changes; untouched sub-objects are shared with the input (copying whole
@@ -52,7 +58,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -155,12 +161,38 @@ class Obfuscator:
     :raises ValueError: a rule is malformed or repeated, or the key is missing, not bytes or too short.
     """
 
-    __slots__ = ("_mac", "_rules", "stats")
+    __slots__ = ("_mac", "_rules", "matched", "stats")
 
     def __init__(self, rules: Sequence[ObfuscationRule], *, key: bytes | None) -> None:
         self._rules = tuple(_compile(rules))
         self._mac = _prepare_mac(key, needed=any(rule.method == "hmac" for rule in self._rules))
         self.stats = ObfuscationStats()
+        #: Per rule's path, the fields it reached so far (replaced, or found holding ``None``).
+        self.matched: dict[str, int] = {rule.path: 0 for rule in self._rules}
+
+    def unmatched(self) -> list[str]:
+        """The paths of the rules that reached no field in any event so far (none before the first event).
+
+        >>> rules = [ObfuscationRule("user", "mask"), ObfuscationRule("entities.label", "mask")]
+        >>> obfuscator = Obfuscator(rules, key=None)
+        >>> _ = obfuscator.apply({"user": "alice", "entities": [{"label": "x"}]})
+        >>> obfuscator.unmatched()
+        ['entities.label']
+        """
+        if not self.stats.events:
+            return []
+        return [path for path, count in self.matched.items() if not count]
+
+    def without(self, paths: Iterable[str]) -> Obfuscator | None:
+        """An obfuscator of the other rules, under the same key (None when no rule is left); its counts start at 0."""
+        skipped = set(paths)
+        rest = tuple(rule for rule in self._rules if rule.path not in skipped)
+        if not rest:
+            return None
+        other = Obfuscator([], key=None)
+        other._rules, other._mac = rest, self._mac  # the prepared key: the raw key is not kept to build it again
+        other.matched = {rule.path: 0 for rule in rest}
+        return other
 
     @property
     def rules(self) -> tuple[ObfuscationRule, ...]:
@@ -216,6 +248,7 @@ class Obfuscator:
         return None
 
     def _replace(self, value: Any, rule: _CompiledRule) -> Any:
+        self.matched[rule.path] += 1
         if value is None:
             self.stats.values_none += 1
             return None

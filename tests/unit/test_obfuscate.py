@@ -350,3 +350,32 @@ def _shape(node: Any) -> Any:
     if isinstance(node, str) and (node == "***" or node.startswith("hmac-sha256:")):
         return "<replaced>"
     return node
+
+
+# -- what each rule reached (issue 14, item 13) ---------------------------------------------------------------------
+
+
+def test_each_rule_counts_the_fields_it_reached_and_unmatched_names_the_others():
+    obfuscator = make("user.userName", "entities[].label", ("user.nmae", "mask"), "note")
+    assert obfuscator.unmatched() == []  # nothing seen yet: nothing to say
+    obfuscator.apply({"user": {"userName": "alice"}, "entities": [{"label": "a"}, {"label": "b"}], "note": None})
+    obfuscator.apply({"user": {"userName": "bob"}, "entities": []})
+    assert obfuscator.matched == {"user.userName": 2, "entities[].label": 2, "user.nmae": 0, "note": 1}
+    assert obfuscator.unmatched() == ["user.nmae"]  # a None value is a field the rule reached
+
+
+def test_flattened_entity_fields_are_not_reached_by_entity_paths():
+    # Why alerts are obfuscated before flattening: on a flattened event entities[].label reaches nothing.
+    obfuscator = make("entities[].label")
+    out = obfuscator.apply({"_id": "a", "user_label": "alice", "related_users": 1})
+    assert out["user_label"] == "alice" and obfuscator.unmatched() == ["entities[].label"]
+
+
+def test_without_keeps_the_other_rules_and_the_key():
+    obfuscator = make("a", ("b", "mask"), "c")
+    rest = obfuscator.without(["a"])
+    assert rest is not None and [rule.path for rule in rest.rules] == ["b", "c"]
+    assert rest.apply({"a": "x", "b": "y", "c": "z"}) == {"a": "x", "b": "***", "c": expected_hash("z")}
+    assert rest.matched == {"b": 1, "c": 1} and obfuscator.matched == {"a": 0, "b": 0, "c": 0}
+    assert obfuscator.without(["a", "b", "c"]) is None
+    assert "super-secret" not in repr(rest)

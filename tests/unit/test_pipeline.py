@@ -297,3 +297,82 @@ def test_flatten_stages_an_alert_over_the_byte_cap_once_marked(tmp_path):
     [capped] = [event for event in sink.events if event["_id"] == "big"]
     assert capped["flatten_capped"] is True and capped["flatten_bytes"] > 20_000_000
     assert len(capped["entities"]) == 1000
+
+
+# -- obfuscation of flattened alerts (issue 14, item 13) ----------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def labelled_alerts() -> list[dict[str, Any]]:
+    return [
+        {
+            "_id": f"a{i}",
+            "user": {"userName": f"alice{i}@example.com"},
+            "entities": [
+                {"type": "user", "id": f"u{i}", "label": f"alice{i}@example.com"},
+                {"type": "ip", "id": f"10.0.0.{i}", "label": f"10.0.0.{i}"},
+                {"type": "ip", "id": f"10.0.1.{i}", "label": f"10.0.1.{i}"},
+            ],
+        }
+        for i in range(3)
+    ]
+
+
+def hashed(value: str) -> str:
+    return Obfuscator(parse_rules(["x"]), key=KEY).apply({"x": value})["x"]
+
+
+def test_the_documented_entity_paths_hide_the_fields_of_flattened_alerts(tmp_path):
+    # The rules were applied after flattening, when entities[] had become user_label, ip_label, ...: nothing was hidden.
+    rules = parse_rules(["entities[].label", "user.userName"])
+    fetched = stage(tmp_path, labelled_alerts(), service="alerts")
+    flattened, summary = flatten_stage(fetched, obfuscator=Obfuscator(rules, key=KEY))
+    assert summary.records == 6
+    assert read_manifest(flattened).extra["obfuscation"]["matched"] == {"entities[].label": 9, "user.userName": 3}
+    sink = Sink()
+    shipped = ship_stage(flattened, sink, tag="t.alerts", obfuscator=Obfuscator(rules, key=KEY))
+    assert "alice" not in json.dumps(sink.events)
+    for event in sink.events:  # hashed once, before flattening: not a hash of a hash
+        i = event["_id"][1:]
+        assert event["user_label"] == hashed(f"alice{i}@example.com")
+        assert event["ip_label"] in (hashed(f"10.0.0.{i}"), hashed(f"10.0.1.{i}"))
+        assert event["user"]["userName"] == hashed(f"alice{i}@example.com")
+        assert event["user_id"] == f"u{i}"  # only what the rules name
+    assert shipped.obfuscation_unmatched == []
+
+
+def test_a_rule_that_matches_nothing_in_a_window_is_warned_about_and_reported(tmp_path, caplog):
+    rules = parse_rules(["user.userName", "user.nmae", {"path": "ip_label", "method": "mask"}])
+    fetched = stage(tmp_path, labelled_alerts(), service="alerts")
+    with caplog.at_level("WARNING", logger="airflow_provider_mdca.pipeline"):
+        flattened, _ = flatten_stage(fetched, obfuscator=Obfuscator(rules, key=KEY))
+        sink = Sink()
+        summary = ship_stage(flattened, sink, tag="t.alerts", obfuscator=Obfuscator(rules, key=KEY))
+    # ip_label is no field of an alert, but of its flattened events: the ship step applies it, and it matches there.
+    assert {event["ip_label"] for event in sink.events} == {"***"}
+    assert summary.obfuscation_unmatched == ["user.nmae"]
+    assert summary.as_dict()["obfuscation_unmatched"] == ["user.nmae"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'user.nmae' reached no field" in w and "window [" in w for w in warnings), warnings
+    assert not any("'user.userName' reached no field" in w for w in warnings)
+
+
+def test_rules_apply_at_ship_to_a_flattened_stage_that_was_not_obfuscated(tmp_path, caplog):
+    # A window flattened without obfuscation (before this version): the ship step applies every rule, as it did.
+    flattened, _ = flatten_stage(stage(tmp_path, labelled_alerts(), service="alerts"))
+    sink = Sink()
+    with caplog.at_level("WARNING", logger="airflow_provider_mdca.pipeline"):
+        rules = parse_rules(["user.userName", "entities[].label"])
+        summary = ship_stage(flattened, sink, tag="t.alerts", obfuscator=Obfuscator(rules, key=KEY))
+    assert all(event["user"]["userName"].startswith("hmac-sha256:") for event in sink.events)
+    assert summary.obfuscation_unmatched == ["entities[].label"]  # flattened: no entities left to reach
+    assert "'entities[].label' reached no field" in caplog.text
+
+
+def test_an_empty_window_reports_no_unmatched_rule(tmp_path):
+    flattened, _ = flatten_stage(
+        stage(tmp_path, [], service="alerts"), obfuscator=Obfuscator(parse_rules(["a"]), key=KEY)
+    )
+    summary = ship_stage(flattened, Sink(), tag="t.alerts", obfuscator=Obfuscator(parse_rules(["a"]), key=KEY))
+    assert summary.obfuscation_unmatched == []
