@@ -44,7 +44,8 @@ SECRET = "client-secret-7fQ9x2LmP4"
 TOKEN = "bearer-token-Zk83hQ1vNw0aT5"
 DEVO_TOKEN = "devo-ingestion-Rm4x9Qp2Lk7"
 SECRETS = (SECRET, TOKEN, DEVO_TOKEN)
-START = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+# A recent window: MDCA keeps activities about 30 days, and the client refuses an older window.
+START = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 END = START + timedelta(minutes=5)
 START_MS, END_MS = to_epoch_ms(START), to_epoch_ms(END)
 MAX_REQUESTS = 400  # far beyond any honest fetch of these answers: a fetch that gets here is looping
@@ -58,7 +59,7 @@ ids = st.sampled_from([f"id-{i}" for i in range(8)])
 stamps = st.one_of(
     st.integers(START_MS - 10, END_MS + 10),
     st.just(None),
-    st.sampled_from(["2026-11-28T12:01:00Z", "not a time", ""]),
+    st.sampled_from([(START + timedelta(minutes=1)).isoformat(), "not a time", ""]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
 )
