@@ -322,7 +322,7 @@ def test_any_collector_config_is_a_config_or_an_error_naming_the_key(data: Any) 
     # The message starts with the key path it is about: its first part is a section of the file (or the one
     # required setting the file left out).
     path = detail.split(": ", 1)[0]
-    assert path.split(".")[0].split(",")[0] in {*map(str, data), "defaults", "services"}, detail
+    assert any(path.startswith(section) for section in {*map(str, data), "defaults", "services"}), detail
 
 
 def _config_error(data: Any) -> InitVariablesError | None:
