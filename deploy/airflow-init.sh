@@ -14,7 +14,10 @@ volumes=(/opt/airflow/logs /opt/airflow/mdca-staging /opt/mdca/emulator)
 mkdir -p "${volumes[@]}"
 # Only what is not AIRFLOW_UID's yet (a changed AIRFLOW_UID, a fresh volume): cheap when nothing changed.
 find "${volumes[@]}" ! -uid "${uid}" -exec chown "${uid}:0" {} +
-chmod 0770 /opt/airflow/mdca-staging /opt/mdca/emulator
+# Staging is the owner's alone: retention refuses a staging root that others could write (a planted link must not
+# steer a deletion), and every Airflow container runs as AIRFLOW_UID.
+chmod 0700 /opt/airflow/mdca-staging
+chmod 0770 /opt/mdca/emulator
 
 /entrypoint airflow version
 airflow pools set mdca_api 1 "MDCA API: one tenant's 30 requests a minute (all five DAGs)"

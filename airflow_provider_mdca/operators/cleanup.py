@@ -9,7 +9,7 @@ from typing import Any
 from airflow_provider_mdca._compat import BaseOperator, Context
 from airflow_provider_mdca.operators._staging import staging_base
 from airflow_provider_mdca.services import get_service
-from airflow_provider_mdca.staging import StagingError, expired_windows, remove_window
+from airflow_provider_mdca.staging import StagingError, UnsafeLocationError, expired_windows, remove_window
 
 __all__ = ["MdcaStagingCleanupOperator"]
 
@@ -18,7 +18,9 @@ class MdcaStagingCleanupOperator(BaseOperator):
     """Remove the service's windows that were delivered more than ``retention`` ago.
 
     Only windows carrying a delivery marker are touched: undelivered data stays however old. Removing a window
-    forgets its ledger too, so rerunning a removed window ships it again.
+    forgets its ledger too, so rerunning a removed window ships it again. Links are removed, never followed; on a
+    local disk a staging root, service folder or window that another user could tamper with (not this user's, group
+    or world writable, or a link) is refused: the task fails naming it (after removing the other windows).
 
     :param service: the MDCA service.
     :param staging_url: the staging base URL (the same as the fetch task's).
@@ -51,9 +53,15 @@ class MdcaStagingCleanupOperator(BaseOperator):
         base = staging_base(self.staging_url, self.staging_conn_id)
         limit = datetime.now(timezone.utc) - self.retention
         removed = 0
+        refused: list[UnsafeLocationError] = []
+        # An unsafe staging root or service folder raises here: nothing is removed.
         for window in expired_windows(base, self.service_name, older_than=limit):
             try:
                 remove_window(window)
+            except UnsafeLocationError as exc:
+                self.log.error("Refusing to remove %s", exc)
+                refused.append(exc)
+                continue
             except (OSError, StagingError) as exc:  # one stuck window must not stop the others' clean-up
                 self.log.warning("Could not remove %s: %s", window, exc)
                 continue
@@ -65,4 +73,8 @@ class MdcaStagingCleanupOperator(BaseOperator):
             self.retention,
             base,
         )
+        if refused:
+            raise UnsafeLocationError(
+                f"{len(refused)} window(s) refused, nothing deleted in them: " + "; ".join(map(str, refused))
+            )
         return removed

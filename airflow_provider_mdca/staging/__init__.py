@@ -46,7 +46,7 @@ removal) and :mod:`~.errors` (:class:`StagingError`). Import from the package: i
 
 from __future__ import annotations
 
-from airflow_provider_mdca.staging.errors import StagingError
+from airflow_provider_mdca.staging.errors import StagingError, UnsafeLocationError
 from airflow_provider_mdca.staging.layout import (
     DELIVERED_NAME,
     LEDGER_DIR,
@@ -82,6 +82,7 @@ __all__ = [
     "PartWriter",
     "StagingError",
     "StoragePath",
+    "UnsafeLocationError",
     "delivered_at",
     "expired_windows",
     "format_timestamp",

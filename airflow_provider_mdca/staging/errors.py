@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow_provider_mdca.redaction import redact_text, sanitize_url
 
-__all__ = ["StagingError"]
+__all__ = ["StagingError", "UnsafeLocationError"]
 
 
 class StagingError(Exception):
@@ -24,6 +24,13 @@ class StagingError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Airflow ships exceptions between processes; the default would drop the location.
         return (type(self), (self.detail, self.location))
+
+
+class UnsafeLocationError(StagingError):
+    """A local staging folder that another user could tamper with (not ours, group or world writable, a link).
+
+    Retention refuses to delete under such a folder: a link planted there could point its deletion anywhere.
+    """
 
 
 def display_location(path: object) -> str:

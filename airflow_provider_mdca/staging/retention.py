@@ -1,7 +1,9 @@
 """The delivery marker (``<window>/delivered.json``) and retention: which windows may go, and removing one.
 
 Nothing undelivered is deleted: only a window with a valid marker expires, and a window without one is removed
-only when forced.
+only when forced. Nothing outside staging is deleted: a link is removed, never followed, and on a local disk the
+staging root, the service folder and the window must be this user's and writable by no one else
+(:class:`~.errors.UnsafeLocationError` names the folder otherwise).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from airflow_provider_mdca.staging.manifest import check_iso
 from airflow_provider_mdca.staging.storage import (
     P,
     StoragePath,
+    check_private_folder,
+    is_link,
     make_dirs,
     now_iso,
     read_small,
+    remove_tree,
     to_json,
     write_atomically,
 )
@@ -71,11 +76,16 @@ def is_window_delivered(window: StoragePath) -> bool:
 def expired_windows(base: P, service: str, *, older_than: datetime) -> list[P]:
     """The windows of ``service`` that ended and were delivered before ``older_than``, oldest first.
 
-    A window without a marker, with a malformed marker (logged), or whose folder name is not a window's is never
-    returned: when in doubt, data stays.
+    A window without a marker, with a malformed marker (logged), whose folder name is not a window's, or that is a
+    link (logged) is never returned: when in doubt, data stays.
+
+    :raises UnsafeLocationError: on a local disk, the staging root or the service folder is another user's, group
+        or world writable, or (the service folder) a link.
     """
     limit = as_utc(older_than, "older_than")
     folder = base / check_name(service, "service")
+    check_private_folder(base, "the staging root", follow=True)
+    check_private_folder(folder, f"the {service} folder of staging")
     if not folder.exists():
         return []
     expired: list[P] = []
@@ -83,6 +93,11 @@ def expired_windows(base: P, service: str, *, older_than: datetime) -> list[P]:
         try:
             _, end = window_bounds(window)
         except ValueError:
+            continue
+        if is_link(window):
+            log.warning(
+                "Keeping %s: a symbolic link, not a window staging wrote; never followed", display_location(window)
+            )
             continue
         if end >= limit:
             continue
@@ -102,9 +117,13 @@ def remove_window(window: StoragePath, *, force: bool = False) -> None:
     The delivery marker goes last, so an interrupted removal is still a delivered window the next clean-up finishes.
     Forgetting the ledger is what retention means: rerunning a window after its removal ships it again.
 
+    Links inside it are removed, never followed.
+
     :param force: delete even if the window is not marked delivered.
+    :raises UnsafeLocationError: on a local disk, the window is a link, another user's, or group or world writable.
     :raises StagingError: the window is not delivered and ``force`` is false.
     """
+    check_private_folder(window, "the window folder")
     if not force and not is_window_delivered(window):
         raise StagingError("window is not marked delivered; refusing to delete undelivered data", window)
     if not window.exists():
@@ -112,18 +131,6 @@ def remove_window(window: StoragePath, *, force: bool = False) -> None:
     marker = window / DELIVERED_NAME
     for child in list(window.iterdir()):
         if child.name != DELIVERED_NAME:
-            _remove_tree(child)
-    _remove_tree(marker)
-    _remove_tree(window)
-
-
-def _remove_tree(path: StoragePath) -> None:
-    if not path.exists():
-        return  # object stores drop an "empty folder" by themselves
-    if path.is_dir():
-        for child in list(path.iterdir()):
-            _remove_tree(child)
-        if path.exists():
-            path.rmdir()
-    else:
-        path.unlink()
+            remove_tree(child)
+    remove_tree(marker)
+    remove_tree(window)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import IO, Any, Final, Protocol, TypeVar
 
-from airflow_provider_mdca.staging.errors import StagingError
+from airflow_provider_mdca.staging.errors import StagingError, UnsafeLocationError
 
 __all__ = ["P", "StoragePath"]
 
@@ -168,6 +170,79 @@ def to_json(value: object, path: StoragePath, what: str) -> bytes:
         return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
     except (TypeError, ValueError) as exc:
         raise StagingError(f"{what} is not JSON-serialisable ({exc})", path) from exc
+
+
+def check_private_folder(folder: StoragePath, what: str, *, follow: bool = False) -> None:
+    """Refuse a local folder another user could tamper with: not this process's user's, group or world writable.
+
+    ``follow``: the folder may be reached through a link (a configured staging root); otherwise a link is refused,
+    since deleting through it would delete wherever it points. Object stores have no owners or links: not checked.
+    A folder that does not exist is not checked (there is nothing under it to delete).
+
+    :raises UnsafeLocationError: naming the folder and what is wrong with it.
+    """
+    local = _local(folder)
+    if local is None:
+        return
+    try:
+        info = os.stat(local) if follow else os.lstat(local)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeLocationError(f"{what} is a symbolic link; staging never deletes through a link", folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeLocationError(f"{what} is not a folder", folder)
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        raise UnsafeLocationError(
+            f"{what} is owned by uid {info.st_uid}, not by this task's user (uid {os.geteuid()}): another user "
+            "controls what is in it, so nothing is deleted there",
+            folder,
+        )
+    if info.st_mode & 0o022:
+        raise UnsafeLocationError(
+            f"{what} is group or world writable (mode {stat.S_IMODE(info.st_mode):04o}): another user could plant a "
+            "link in it, so nothing is deleted there; chmod go-w it (staging creates its folders 0700)",
+            folder,
+        )
+
+
+def is_link(path: StoragePath) -> bool:
+    """Whether ``path`` is a symbolic link on a local disk (never on an object store)."""
+    local = _local(path)
+    return local is not None and os.path.islink(local)
+
+
+def remove_tree(path: StoragePath) -> None:
+    """Delete a file or a folder and everything in it, never following a link: a link is removed, not its target.
+
+    On a local disk a folder goes through :func:`shutil.rmtree`, which does not follow links inside it (and works on
+    file descriptors, so a link swapped in meanwhile is not followed either).
+    """
+    local = _local(path)
+    if local is None:
+        _remove_object_tree(path)
+        return
+    try:
+        info = os.lstat(local)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(local)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(local)  # a file, or a link (removed itself, whatever it points to)
+
+
+def _remove_object_tree(path: StoragePath) -> None:
+    if not path.exists():
+        return  # object stores drop an "empty folder" by themselves
+    if path.is_dir():
+        for child in list(path.iterdir()):
+            _remove_object_tree(child)
+        if path.exists():
+            path.rmdir()
+    else:
+        path.unlink()
 
 
 def now_iso() -> str:

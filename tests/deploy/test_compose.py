@@ -316,6 +316,21 @@ def test_the_staging_every_worker_sees_is_shared_storage(options):
         assert len(conns) == 1 and conns.pop(), "the object store's connection must reach every Airflow service"
 
 
+def test_airflow_init_leaves_the_staging_volume_to_airflow_uid_alone(compose):
+    # Retention refuses a group or world writable staging root (issue 14, item 14): 0770 would stop every clean-up.
+    script = (REPO / "deploy" / "airflow-init.sh").read_text(encoding="utf-8")
+    staging = PurePosixPath(urlsplit(compose["x-airflow-common"]["environment"]["AIRFLOW__MDCA__STAGING_URL"]).path)
+    modes = {
+        PurePosixPath(path): mode
+        for mode, paths in re.findall(r"^chmod (0[0-7]{3}) (.+)$", script, flags=re.MULTILINE)
+        for path in paths.split()
+    }
+    assert modes[staging] == "0700"
+    # Every Airflow container runs as that one user (airflow-init, which sets the modes, as root).
+    users = {svc["user"] for name, svc in airflow_services(compose).items() if name != "airflow-init"}
+    assert users == {"50000:0"}
+
+
 def test_a_staging_path_without_a_shared_volume_would_be_caught():
     compose = resolved({**user_env(), "AIRFLOW__MDCA__STAGING_URL": "file:///opt/airflow/local-staging"})
     path = PurePosixPath("/opt/airflow/local-staging")

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import pickle
+import re
 import stat
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from airflow_provider_mdca.staging import (
     PartInfo,
     PartWriter,
     StagingError,
+    UnsafeLocationError,
     delivered_at,
     expired_windows,
     format_timestamp,
@@ -698,6 +700,118 @@ def test_retention_lists_only_delivered_expired_windows(base: Any) -> None:
     assert list(read_stage(manifest_path(undelivered_old, "fetched"))) == list(records(3)), "untouched"
     remove_window(undelivered_old, force=True)
     assert not undelivered_old.exists()
+
+
+def delivered_window(base: Path, minutes: int = 0) -> Path:
+    start = datetime.now(UTC) - timedelta(days=30, minutes=minutes)
+    folder = window_dir(base, "alerts", start, start + timedelta(minutes=5))
+    stage(folder, records(3))
+    mark_window_delivered(folder, {"events": 3})
+    return folder
+
+
+def outside(tmp_path: Path) -> Path:
+    """A folder outside staging that retention must never touch."""
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "precious.txt").write_text("keep me", encoding="utf-8")
+    (victim / "sub" / "also.txt").write_text("keep me too", encoding="utf-8")
+    return victim
+
+
+def untouched(victim: Path) -> bool:
+    return sorted(str(p.relative_to(victim)) for p in victim.rglob("*")) == ["precious.txt", "sub", "sub/also.txt"]
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_removing_a_window_never_follows_a_link_in_it(tmp_path: Path, as_url: bool) -> None:
+    # Issue 14, item 14: a link in a window folder emptied a folder outside staging.
+    victim = outside(tmp_path)
+    base = UPath(tmp_path.as_uri()) / "staging" if as_url else tmp_path / "staging"
+    window = delivered_window(base)
+    local = tmp_path / "staging" / "alerts" / window.name
+    os.symlink(victim, local / "link-to-a-folder")
+    os.symlink(victim / "precious.txt", local / "fetched" / "link-to-a-file")
+    os.symlink(victim, local / "fetched" / "link-in-a-stage")
+    remove_window(window)
+    assert not local.exists() and not os.path.lexists(local)
+    assert untouched(victim)
+
+
+def test_a_window_that_is_a_link_is_kept_and_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    victim = outside(tmp_path)
+    base = tmp_path / "staging"
+    real = delivered_window(base)
+    fake = real.parent / window_dir(base, "alerts", START, END).name
+    os.symlink(victim, fake)
+    mark_window_delivered(victim, {})  # what the link points at even looks delivered
+    cutoff = datetime.now(UTC)
+    with caplog.at_level("WARNING", logger="airflow_provider_mdca.staging"):
+        assert expired_windows(base, "alerts", older_than=cutoff) == [real]
+    assert f"Keeping {fake}: a symbolic link" in caplog.text
+    with pytest.raises(UnsafeLocationError, match=f"^{fake}: the window folder is a symbolic link"):
+        remove_window(fake)
+    (victim / DELIVERED_NAME).unlink()
+    assert untouched(victim) and os.path.islink(fake)
+
+
+@pytest.mark.parametrize(
+    ("which", "problem"),
+    [
+        (which, problem)
+        for which in ("root", "service", "window")
+        for problem in ("group-writable", "world-writable", "another-owner", "link")
+        if (which, problem) != ("root", "link")  # a configured root may be reached through a link (checked below)
+    ],
+)
+def test_an_unsafe_local_staging_folder_is_refused_naming_it(tmp_path: Path, which: str, problem: str) -> None:
+    base = tmp_path / "staging"
+    window = delivered_window(base)
+    folder = {"root": base, "service": base / "alerts", "window": window}[which]
+    if problem == "link":
+        moved = folder.with_name(folder.name + ".real")
+        folder.rename(moved)
+        os.symlink(moved, folder)
+        expected = "is a symbolic link"
+    elif problem == "another-owner":
+        if os.geteuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        os.chown(folder, 4242, -1)
+        expected = f"is owned by uid 4242, not by this task's user (uid {os.geteuid()})"
+    else:
+        os.chmod(folder, 0o770 if problem == "group-writable" else 0o707)
+        expected = "is group or world writable"
+    what = {"root": "the staging root", "service": "the alerts folder of staging", "window": "the window folder"}
+
+    def clean_up() -> None:
+        expired_windows(base, "alerts", older_than=datetime.now(UTC))  # a window that is a link: skipped here
+        remove_window(window)
+
+    with pytest.raises(UnsafeLocationError, match=re.escape(f"{folder}: {what[which]} {expected}")) as refused:
+        clean_up()
+    assert isinstance(refused.value, StagingError)
+    assert os.path.lexists(window / DELIVERED_NAME), "nothing was deleted"
+
+
+def test_a_link_to_the_staging_root_is_followed_to_check_it(tmp_path: Path) -> None:
+    real = tmp_path / "disk" / "staging"
+    window = delivered_window(real)
+    os.symlink(real, tmp_path / "staging")
+    assert [w.name for w in expired_windows(tmp_path / "staging", "alerts", older_than=datetime.now(UTC))] == [
+        window.name
+    ]
+    os.chmod(real, 0o777)
+    with pytest.raises(UnsafeLocationError, match="the staging root is group or world writable"):
+        expired_windows(tmp_path / "staging", "alerts", older_than=datetime.now(UTC))
+
+
+def test_object_stores_have_no_owners_or_links_to_check() -> None:
+    base = memory_base()
+    window = delivered_window(base)  # type: ignore[arg-type]
+    assert expired_windows(base, "alerts", older_than=datetime.now(UTC)) == [window]
+    remove_window(window)
+    assert not window.exists()
+    base.fs.rm(base.path, recursive=True)
 
 
 def test_delivery_marker_records_when_and_what(window: Any) -> None:
