@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import resource
 import sys
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from airflow_provider_mdca._compat import ObjectStoragePath
+from airflow_provider_mdca.staging import StagingError
+from airflow_provider_mdca.staging.errors import display_location
 
-__all__ = ["CONFIG_SECTION", "default_staging_url", "peak_memory_mb", "staging_base", "staging_path"]
+__all__ = [
+    "CONFIG_SECTION",
+    "default_staging_url",
+    "peak_memory_mb",
+    "staged_location",
+    "staging_base",
+    "staging_path",
+]
 
 #: The Airflow configuration section (``[mdca]`` in airflow.cfg, or ``AIRFLOW__MDCA__STAGING_URL``).
 CONFIG_SECTION: Final = "mdca"
@@ -56,6 +66,48 @@ def staging_path(url: str, conn_id: str | None = None) -> Any:
         _refuse_account_host(url)
         _quiet_azure_request_log()
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
+
+
+def staged_location(location: str, staging_url: str | None, conn_id: str | None = None) -> Any:
+    """A staged location from XCom (a manifest's), as a path, refused unless it lies under the staging base.
+
+    A flatten or ship task reads what XCom says; XCom is written by tasks, by the REST API and by anyone who can
+    clear and edit a run, so the location must be where this deployment stages: the same scheme, the same account
+    or container (and connection), under the same path as ``staging_url`` (or the configured default).
+
+    :raises StagingError: the location is elsewhere, or holds ``.`` or ``..`` segments; the message names it and the
+        staging base.
+    """
+    base = staging_base(staging_url, conn_id)
+    path = staging_path(location, conn_id)
+    reason = _outside(urlsplit(str(path)), urlsplit(str(base)))
+    if reason is not None:
+        raise StagingError(
+            f"the location from XCom is not under the configured staging base {display_location(base)}: {reason}; "
+            "a flatten or ship task reads only where this deployment stages (give it the fetch task's staging_url)",
+            str(path),
+        )
+    return path
+
+
+def _outside(where: SplitResult, root: SplitResult) -> str | None:
+    """Why ``where`` is not under ``root`` (scheme, connection, container or account, path), or None when it is."""
+    if where.scheme.lower() != root.scheme.lower():
+        return f"its scheme {where.scheme!r} is not the base's {root.scheme!r}"
+    # A connection id is no secret, but URLs are shown without their user part: name both here.
+    if (where.username or "") != (root.username or ""):
+        return f"its connection {where.username or '(none)'!r} is not the base's {root.username or '(none)'!r}"
+    if (where.hostname or "") != (root.hostname or "") or where.port != root.port:
+        return (
+            f"its container or account {where.hostname or '(none)'!r} is not the base's {root.hostname or '(none)'!r}"
+        )
+    segments = unquote(where.path).split("/")
+    if {".", ".."} & set(segments):
+        return "its path holds '.' or '..' segments"
+    prefix = posixpath.normpath(unquote(root.path) or "/").rstrip("/") + "/"
+    if not unquote(where.path).startswith(prefix):
+        return f"its path is not under {prefix}"
+    return None
 
 
 def _refuse_account_host(url: str) -> None:

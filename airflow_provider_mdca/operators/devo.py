@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow_provider_mdca._compat import Asset, BaseOperator, Context
 from airflow_provider_mdca.hooks.devo import DevoHook
-from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_path
+from airflow_provider_mdca.operators._staging import peak_memory_mb, staged_location
 from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.pipeline import ship_stage
 from airflow_provider_mdca.services import get_service
@@ -40,10 +40,12 @@ class DevoShipOperator(BaseOperator):
     :param obfuscation_key_variable: or the Variable holding it.
     :param extra_fields: static fields added to every event (the seed collector's ``environment``); a field the
         record already has wins.
+    :param staging_url: the staging base URL (the fetch task's): the manifest must lie under it; default
+        ``[mdca] staging_url``, else ``file://$AIRFLOW_HOME/mdca/staging``.
     :param staging_conn_id: the connection of the object store used as staging, if any.
     """
 
-    template_fields: Sequence[str] = ("manifest", "devo_conn_id", "staging_conn_id")
+    template_fields: Sequence[str] = ("manifest", "devo_conn_id", "staging_url", "staging_conn_id")
     ui_color = "#d4fbe0"
 
     def __init__(
@@ -72,12 +74,13 @@ class DevoShipOperator(BaseOperator):
         self.obfuscation_key_variable = obfuscation_key_variable
         self.extra_fields = dict(extra_fields) if extra_fields else None
         self.staging_conn_id = staging_conn_id
-        self.staging_url = staging_url  # accepted for symmetry: the manifest's location already says where
+        self.staging_url = staging_url  # the manifest must lie under it (default: the configured staging base)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Ship the window; return its delivery summary (counts only)."""
         if not self.manifest:
             raise ValueError(f"{self.service_name}: no manifest location (did the fetch task push one to XCom?)")
+        manifest = staged_location(self.manifest, self.staging_url, self.staging_conn_id)  # before any secret is read
         obfuscator = None
         if self.obfuscation:
             obfuscator = build_obfuscator(
@@ -89,7 +92,7 @@ class DevoShipOperator(BaseOperator):
         hook = DevoHook(devo_conn_id=self.devo_conn_id)
         try:
             summary = ship_stage(
-                staging_path(self.manifest, self.staging_conn_id),
+                manifest,
                 hook,
                 tag=self.tag,
                 obfuscator=obfuscator,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_mdca._compat import BaseOperator, Context
-from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_path
+from airflow_provider_mdca.operators._staging import peak_memory_mb, staged_location
 from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.pipeline import flatten_stage
 from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES
@@ -29,10 +29,12 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         alert's own (``entities[].label``); give the ship task the same rules: it skips those applied here.
     :param obfuscation_key_conn_id: the connection whose password is the HMAC key, when a rule hashes.
     :param obfuscation_key_variable: or the Variable holding it.
+    :param staging_url: the staging base URL (the fetch task's): the manifest must lie under it; default
+        ``[mdca] staging_url``, else ``file://$AIRFLOW_HOME/mdca/staging``.
     :param staging_conn_id: the connection of the object store used as staging, if any.
     """
 
-    template_fields: Sequence[str] = ("manifest", "staging_conn_id")
+    template_fields: Sequence[str] = ("manifest", "staging_url", "staging_conn_id")
     ui_color = "#e8d4fb"
 
     def __init__(
@@ -61,14 +63,14 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         self.obfuscation_key_conn_id = obfuscation_key_conn_id
         self.obfuscation_key_variable = obfuscation_key_variable
         self.staging_conn_id = staging_conn_id
-        self.staging_url = staging_url  # accepted for symmetry: the manifest's location already says where
+        self.staging_url = staging_url  # the manifest must lie under it (default: the configured staging base)
         self.max_part_bytes = max_part_bytes
 
     def execute(self, context: Context) -> str:
         """Flatten the staged alerts; return the flattened manifest's location."""
         if not self.manifest:
             raise ValueError("flatten: no manifest location (did the fetch task push one to XCom?)")
-        source = staging_path(self.manifest, self.staging_conn_id)
+        source = staged_location(self.manifest, self.staging_url, self.staging_conn_id)
         obfuscator = None
         if self.obfuscation:
             obfuscator = build_obfuscator(
