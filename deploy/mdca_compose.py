@@ -4,15 +4,19 @@ Subcommands:
 
 ``entrypoint ARGS...``
     The image's ENTRYPOINT (under dumb-init) for every Airflow container. Without the demo it only hands over to the
-    official image's ``/entrypoint ARGS...``. With the ``demo`` profile running (the emulator's ``emulator.json`` is in
-    the shared state volume *and* the ``mdca-emulator`` service answers), it first starts the loopback forwarder
-    below, sets ``AIRFLOW_CONN_MDCA_DEFAULT`` / ``AIRFLOW_CONN_DEVO_DEFAULT`` from ``emulator.json`` and points
-    ``MDCA_COLLECTOR_CONFIG`` at the demo's collector configuration, then hands over.
+    official image's ``/entrypoint ARGS...``, whatever the state volume holds. The demo is opted into, never
+    detected: only with ``MDCA_DEMO=1`` (set in ``.env`` beside ``COMPOSE_PROFILES=demo``, or on the command line) it
+    waits for the ``mdca-emulator`` service (its ``emulator.json`` in the shared state volume, its port answering),
+    starts the loopback forwarder below, sets ``AIRFLOW_CONN_MDCA_DEFAULT`` / ``AIRFLOW_CONN_DEVO_DEFAULT`` from
+    ``emulator.json`` and points ``MDCA_COLLECTOR_CONFIG`` at the demo's collector configuration, then hands over;
+    if the emulator never answers it exits 1 rather than start with other connections. Any other value of
+    ``MDCA_DEMO`` than ``1``, ``0`` or empty is refused.
 
 ``emulator``
     The ``mdca-emulator`` service: writes the demo's collector configuration once, forwards the container's public
     ports to the emulator's loopback ones, and runs ``mdca-emulator`` with fixed ports in the state directory. Only
-    the demo's emulator image (the Dockerfile's ``demo-emulator`` target) has the emulator installed.
+    the demo's emulator image (the Dockerfile's ``demo-emulator`` target) has the emulator installed. Refuses to run
+    without ``MDCA_DEMO=1``: the ``demo`` profile alone would leave the Airflow containers on their own connections.
 
 ``forward LISTEN=TARGET...``
     TCP forwarding, ``host:port=host:port`` pairs, both directions, half-closes passed on.
@@ -34,11 +38,11 @@ every container, and TLS is verified end to end (the forwarders carry bytes, the
 fixed, and the emulator derives its credentials from the tenant id and the Devo domain, so the demo connections are
 the same on every run.
 
-Environment (each has a production default; the tests set them to run beside other services on one host):
-``MDCA_DEMO_STATE_DIR`` (``/opt/mdca/emulator``), ``MDCA_DEMO_EMULATOR_HOST`` (``mdca-emulator``),
-``MDCA_DEMO_WAIT_SECONDS`` (20), ``MDCA_DEMO_PORTS`` (``mdca=8443,devo_relay=6514,devo_http=8444``),
-``MDCA_DEMO_PUBLIC_PORT_OFFSET`` (10000), ``MDCA_DEMO_PUBLIC_BIND`` (``0.0.0.0``), ``MDCA_AIRFLOW_ENTRYPOINT``
-(``/entrypoint``).
+Environment: ``MDCA_DEMO``, the switch (``1`` for the demo; default off). Each of the others has a production
+default; the tests set them to run beside other services on one host: ``MDCA_DEMO_STATE_DIR``
+(``/opt/mdca/emulator``), ``MDCA_DEMO_EMULATOR_HOST`` (``mdca-emulator``), ``MDCA_DEMO_WAIT_SECONDS`` (20),
+``MDCA_DEMO_PORTS`` (``mdca=8443,devo_relay=6514,devo_http=8444``), ``MDCA_DEMO_PUBLIC_PORT_OFFSET`` (10000),
+``MDCA_DEMO_PUBLIC_BIND`` (``0.0.0.0``), ``MDCA_AIRFLOW_ENTRYPOINT`` (``/entrypoint``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from typing import Any
 
 __all__ = [
     "DEMO_PERIOD",
+    "DEMO_SWITCH",
     "DEMO_SNAPSHOT_PERIOD",
     "DEMO_SNAPSHOTS",
     "EMULATOR_PORTS",
@@ -67,6 +72,7 @@ __all__ = [
     "connections",
     "demo_collector_config",
     "demo_environment",
+    "demo_requested",
     "main",
 ]
 
@@ -89,6 +95,24 @@ INFO_NAME = "emulator.json"
 
 _CHUNK = 64 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+#: The switch that opts a container into the demo: ``MDCA_DEMO=1``.
+DEMO_SWITCH = "MDCA_DEMO"
+_DEMO_HOW = "MDCA_DEMO=1 docker compose --profile demo up -d (or COMPOSE_PROFILES=demo and MDCA_DEMO=1 in .env)"
+
+
+def demo_requested(environ: Mapping[str, str]) -> bool:
+    """Whether ``MDCA_DEMO`` asks for the demo: ``1`` yes; empty, unset or ``0`` no; anything else is refused.
+
+    :raises ValueError: another value (``true``, ``yes``...): a switch that reads two ways must not guess.
+    """
+    value = (environ.get(DEMO_SWITCH) or "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise ValueError(f"{DEMO_SWITCH} must be 1 (the demo) or 0 (not), got {value!r}")
 
 
 def _state_dir() -> Path:
@@ -297,26 +321,27 @@ def demo_environment(state: Path, info: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _demo_info(state: Path, host: str, wait: float) -> dict[str, Any] | None:
-    """``emulator.json`` when the demo runs (the file is there and the emulator answers), else None."""
+    """``emulator.json`` once the demo's emulator has written it and answers; None if it does not within ``wait``.
+
+    Only called when the demo was asked for (``MDCA_DEMO=1``): nothing here decides whether this is the demo.
+    """
     info_path = state / INFO_NAME
-    if not info_path.exists():
-        return None  # no demo here: production starts without touching the network
     address = (host, _ports()["mdca"] + _public_offset())
-    try:
-        socket.getaddrinfo(*address, type=socket.SOCK_STREAM)
-    except OSError:
-        # Compose names only the services of the running profiles: an emulator.json left by an earlier demo in
-        # the state volume must not hold a production start for the whole wait.
-        _log(f"{info_path} exists but {host} is not a service here: not the demo, the connections stay as configured")
-        return None
     deadline = time.monotonic() + wait
-    while not _accepts(address):
+    while not (info_path.exists() and _resolves(address) and _accepts(address)):
         if time.monotonic() >= deadline:
-            _log(f"{info_path} exists but {host} does not answer: not the demo, the connections stay as configured")
             return None
         time.sleep(1)
     info: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
     return info
+
+
+def _resolves(address: tuple[str, int]) -> bool:
+    try:
+        socket.getaddrinfo(*address, type=socket.SOCK_STREAM)
+    except OSError:
+        return False  # Compose names only the services of the running profiles
+    return True
 
 
 # -- subcommands -----------------------------------------------------------------------------------------------------
@@ -325,8 +350,23 @@ def _demo_info(state: Path, host: str, wait: float) -> dict[str, Any] | None:
 def _entrypoint(args: Sequence[str]) -> int:
     state, host = _state_dir(), _emulator_host()
     env = dict(os.environ)
-    info = _demo_info(state, host, wait=float(os.environ.get("MDCA_DEMO_WAIT_SECONDS", "20")))
-    if info is not None:
+    try:
+        demo = demo_requested(env)
+    except ValueError as exc:
+        _log(str(exc))
+        return 2
+    if not demo:
+        if (state / INFO_NAME).exists():
+            # A demo ran here once (the state volume keeps its emulator.json): it is not asked for now.
+            _log(f"{state / INFO_NAME} ignored: {DEMO_SWITCH} is not 1, the connections stay as configured")
+    else:
+        info = _demo_info(state, host, wait=float(os.environ.get("MDCA_DEMO_WAIT_SECONDS", "20")))
+        if info is None:
+            _log(
+                f"{DEMO_SWITCH}=1 but the demo's emulator ({host}, {state / INFO_NAME}) does not answer: not starting "
+                f"with other connections. Start the demo profile with it: {_DEMO_HOW}"
+            )
+            return 1
         import subprocess
 
         pairs = [f"{a[0]}:{a[1]}={b[0]}:{b[1]}" for a, b in _client_pairs(host)]
@@ -343,6 +383,16 @@ def _entrypoint(args: Sequence[str]) -> int:
 
 
 def _emulator(argv: Sequence[str]) -> int:
+    try:
+        demo = demo_requested(os.environ)
+    except ValueError as exc:
+        _log(str(exc))
+        return 2
+    if not demo:
+        # Without the switch the Airflow containers keep their own connections: an emulator beside them would be a
+        # demo that silently is not one.
+        _log(f"the demo profile needs {DEMO_SWITCH}=1 for every container: {_DEMO_HOW}")
+        return 2
     # The mdca-emulator distribution: installed in the demo's emulator image only, never in the production one.
     from mdca_emulator.__main__ import main as emulator_main
 

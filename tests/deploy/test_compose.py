@@ -316,6 +316,22 @@ def test_the_staging_every_worker_sees_is_shared_storage(options):
         assert len(conns) == 1 and conns.pop(), "the object store's connection must reach every Airflow service"
 
 
+@pytest.mark.parametrize("switch", [None, "1"], ids=["production", "demo"])
+def test_the_demo_is_one_explicit_switch_every_airflow_container_and_the_emulator_see(switch):
+    # Issue 14, item 18: the demo was detected from the state volume and a host name; now MDCA_DEMO says so.
+    env = user_env() if switch is None else user_env("COMPOSE_PROFILES", "MDCA_DEMO")  # the documented lines
+    assert env.get("MDCA_DEMO") == switch and env.get("COMPOSE_PROFILES") == (switch and "demo")
+    compose = resolved(env)
+    services = {**airflow_services(compose), "mdca-emulator": compose["services"]["mdca-emulator"]}
+    assert {name: svc["environment"]["MDCA_DEMO"] for name, svc in services.items()} == dict.fromkeys(
+        services, switch or "0"
+    )
+    assert compose["services"]["mdca-emulator"]["profiles"] == ["demo"]
+    documented = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert "# MDCA_DEMO=1" in documented and "# COMPOSE_PROFILES=demo" in documented
+    assert "MDCA_DEMO=1 docker compose --profile demo up -d" in COMPOSE.read_text(encoding="utf-8")
+
+
 def test_airflow_init_leaves_the_staging_volume_to_airflow_uid_alone(compose):
     # Retention refuses a group or world writable staging root (issue 14, item 14): 0770 would stop every clean-up.
     script = (REPO / "deploy" / "airflow-init.sh").read_text(encoding="utf-8")

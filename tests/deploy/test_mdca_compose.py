@@ -135,6 +135,7 @@ def start_service(state: Path, log: Path, base: int | None = None) -> EmulatorSe
     base = free_port_block() if base is None else base
     env = {
         **os.environ,
+        "MDCA_DEMO": "1",
         "MDCA_DEMO_STATE_DIR": str(state),
         "MDCA_DEMO_PORTS": ports_setting(base),
         "MDCA_DEMO_PUBLIC_PORT_OFFSET": str(PUBLIC_OFFSET),
@@ -444,6 +445,7 @@ def test_the_demo_connections_get_a_token_a_page_and_a_delivery_through_forwarde
 def test_the_entrypoint_in_the_demo_points_the_connections_at_the_emulator_then_execs(service, tmp_path, monkeypatch):
     env = minimal_env(
         tmp_path,
+        MDCA_DEMO="1",
         MDCA_DEMO_STATE_DIR=str(service.state),
         MDCA_DEMO_EMULATOR_HOST="127.0.0.1",
         # This "container"'s loopback ports are shifted (the emulator holds the real ones on this host), and the
@@ -500,22 +502,98 @@ def test_without_the_demo_the_entrypoint_execs_the_target_unchanged(tmp_path):
     assert not [key for key in started.env if key.startswith("AIRFLOW_CONN_")]
 
 
-def test_a_stale_emulator_json_does_not_touch_a_production_start(tmp_path):
-    # An earlier demo left emulator.json in the volume; the emulator does not run now.
+def demo_env_for(service: EmulatorService, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An "Airflow container" of the demo's network, as in the test above, without or with the switch."""
+    return minimal_env(
+        tmp_path,
+        MDCA_DEMO_STATE_DIR=str(service.state),
+        MDCA_DEMO_EMULATOR_HOST="127.0.0.1",
+        MDCA_DEMO_PORTS=ports_setting(service.base + AIRFLOW_SHIFT),
+        MDCA_DEMO_PUBLIC_PORT_OFFSET=str(PUBLIC_OFFSET - AIRFLOW_SHIFT),
+        MDCA_DEMO_WAIT_SECONDS="10",
+        **extra,
+    )
+
+
+@SERVICE_GROUP
+@pytest.mark.parametrize("switch", [None, "", "0"], ids=["unset", "empty", "zero"])
+def test_without_the_switch_even_a_running_emulator_leaves_the_connections_alone(service, tmp_path, switch):
+    # Issue 14, item 18: the demo was detected (an emulator.json plus a host answering as mdca-emulator), so a
+    # production container could be pointed at emulators. Now only MDCA_DEMO=1 wires it.
+    extra = {} if switch is None else {"MDCA_DEMO": switch}
+    env = demo_env_for(service, tmp_path, AIRFLOW_CONN_MDCA_DEFAULT='{"conn_type": "mdca"}', **extra)
+    started = start_entrypoint(tmp_path, ["scheduler"], env)
+    started.finish()
+    assert started.argv[1:] == ["scheduler"]
+    assert started.env == started.given, "production starts with its own connections and configuration"
+    assert "emulator.json ignored: MDCA_DEMO is not 1" in started.stderr
+
+
+def run_entrypoint(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run the entrypoint to its end, with a target that records whether it was ever reached."""
+    target = tmp_path / "entrypoint"
+    reached = tmp_path / "reached"
+    target.write_text(f"#!/bin/sh\ntouch {reached}\n", encoding="utf-8")
+    target.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(MDCA_COMPOSE), "entrypoint", "scheduler"],
+        env={**env, "MDCA_AIRFLOW_ENTRYPOINT": str(target)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result, reached
+
+
+def test_with_the_switch_but_no_emulator_airflow_does_not_start_on_other_connections(tmp_path):
+    # The switch asks for the demo: a stale emulator.json with nothing answering is not a reason to go on as production.
     env = minimal_env(
         tmp_path,
+        MDCA_DEMO="1",
         MDCA_DEMO_EMULATOR_HOST="127.0.0.1",
         MDCA_DEMO_PORTS=ports_setting(free_port_block()),
         MDCA_DEMO_WAIT_SECONDS="1",
         AIRFLOW_CONN_MDCA_DEFAULT='{"conn_type": "mdca", "host": "https://tenant.example/"}',
     )
     (Path(env["MDCA_DEMO_STATE_DIR"]) / "emulator.json").write_text('{"tenants": []}', encoding="utf-8")
-    started = start_entrypoint(tmp_path, ["scheduler"], env)
-    started.finish()
-    assert started.argv[1:] == ["scheduler"]
-    assert started.env["AIRFLOW_CONN_MDCA_DEFAULT"] == env["AIRFLOW_CONN_MDCA_DEFAULT"]
-    assert "AIRFLOW_CONN_DEVO_DEFAULT" not in started.env and "MDCA_COLLECTOR_CONFIG" not in started.env
-    assert "not the demo" in started.stderr
+    result, reached = run_entrypoint(tmp_path, env)
+    assert result.returncode == 1 and not reached.exists()
+    assert "MDCA_DEMO=1 but the demo's emulator (127.0.0.1," in result.stderr
+    assert "MDCA_DEMO=1 docker compose --profile demo up -d" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "on", "2", "demo"])
+def test_a_switch_that_reads_two_ways_is_refused(tmp_path, value):
+    result, reached = run_entrypoint(tmp_path, minimal_env(tmp_path, MDCA_DEMO=value))
+    assert result.returncode == 2 and not reached.exists()
+    assert f"MDCA_DEMO must be 1 (the demo) or 0 (not), got {value!r}" in result.stderr
+
+
+@pytest.mark.parametrize("switch", [None, "0", "yes"], ids=["unset", "zero", "ambiguous"])
+def test_the_emulator_service_refuses_to_run_without_the_switch(tmp_path, switch):
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8", "MDCA_DEMO_STATE_DIR": str(tmp_path / "state")}
+    if switch is not None:
+        env["MDCA_DEMO"] = switch
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(MDCA_COMPOSE), "emulator"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MDCA_DEMO" in result.stderr
+    assert not (tmp_path / "state").exists(), "nothing written, nothing started"
+
+
+def test_the_switch_reads_1_as_on_and_only_empty_or_0_as_off():
+    assert mdca_compose.demo_requested({"MDCA_DEMO": "1"}) is True
+    assert mdca_compose.demo_requested({"MDCA_DEMO": " 1 "}) is True
+    assert not any(mdca_compose.demo_requested(env) for env in ({}, {"MDCA_DEMO": ""}, {"MDCA_DEMO": "0"}))
+    with pytest.raises(ValueError, match="MDCA_DEMO must be 1"):
+        mdca_compose.demo_requested({"MDCA_DEMO": "True"})
 
 
 # -- check-image ----------------------------------------------------------------------------------------------------
