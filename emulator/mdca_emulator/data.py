@@ -1049,12 +1049,13 @@ class TimeSeriesData:
         render, keys = self.spec.render, [stream.key for stream in self.streams]
         texts = []
         changes = self.timing.changes
-        for entry in entries:
-            ts, _id, number, segment, index, created = entry
-            record_hash = mix64(keys[number] ^ (segment * _SEGMENT_MUL) ^ (index * _INDEX_MUL))
-            if changes is None:
+        if changes is None:
+            for ts, _id, number, segment, index, created in entries:
+                record_hash = mix64(keys[number] ^ (segment * _SEGMENT_MUL) ^ (index * _INDEX_MUL))
                 texts.append(render(record_hash, _id, ts, created).encode())
-            else:
+        else:
+            for ts, _id, number, segment, index, created in entries:
+                record_hash = mix64(keys[number] ^ (segment * _SEGMENT_MUL) ^ (index * _INDEX_MUL))
                 state = changes.state_at(record_hash, ts, created, now)
                 texts.append(render(record_hash, _id, ts, created, state).encode())
         return b",".join(texts)

@@ -325,16 +325,22 @@ def alert_json(h: int, _id: str, ts: int, created: int, state: AlertState | None
         kind = _ENTITY_KINDS[position] if position < 3 else _ENTITY_KINDS[bits % len(_ENTITY_KINDS)]
         entities.append(_alert_entity_json(bits, kind))
         bits = _mix(bits)
-    if state is None:
+    if state is None:  # the instant model: the alert never changes (the benchmarks' path, one f-string)
         status = (h >> 20) % 3
-        lifecycle = f'"statusValue":{status},"resolutionStatusValue":{0 if status == 0 else 1 + (h >> 26) % 4},'
-    else:
-        handler = "null" if state.handled_by is None else _quoted(state.handled_by)
-        resolved = "null" if state.resolve_time is None else str(state.resolve_time)
-        lifecycle = (
-            f'"statusValue":{state.status},"resolutionStatusValue":{state.resolution},"resolveTime":{resolved},'
-            f'"handledByUser":{handler},"comment":{_quoted(state.comment)},'
+        return (
+            f'{{"_id":"{_id}","contextId":"emulator","timestamp":{ts},"title":{title},"description":{description},'
+            f'"severityValue":{(h >> 24) % 3},"statusValue":{status},'
+            f'"resolutionStatusValue":{0 if status == 0 else 1 + (h >> 26) % 4},'
+            f'"isSystemAlert":{"true" if (h >> 30) % 4 == 0 else "false"},"isPreview":false,'
+            f'"threatScore":{(h2 >> 8) % 100},"entities":[{",".join(entities)}],"stories":[{(h >> 32) % 4}],'
+            f'"URL":"https://emulator.portal.cloudappsecurity.com/#/alerts/{_id}"}}'
         )
+    handler = "null" if state.handled_by is None else _quoted(state.handled_by)
+    resolved = "null" if state.resolve_time is None else str(state.resolve_time)
+    lifecycle = (
+        f'"statusValue":{state.status},"resolutionStatusValue":{state.resolution},"resolveTime":{resolved},'
+        f'"handledByUser":{handler},"comment":{_quoted(state.comment)},'
+    )
     return (
         f'{{"_id":"{_id}","contextId":"emulator","timestamp":{ts},"title":{title},"description":{description},'
         f'"severityValue":{(h >> 24) % 3},{lifecycle}'
