@@ -131,26 +131,29 @@ def _page_data(page: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class _PageBudget:
-    """Bounds a fetch's pages by the API's ``total``: an estimate, so with room, but never unbounded."""
+    """Bounds one paging pass by the API's ``total``: an estimate, so with room, but never unbounded."""
 
     def __init__(self, stats: FetchStats) -> None:
         self.stats = stats
+        self.pages = 0
+        self.total: int | None = None
         self.cap: int | None = None
 
     def note(self, page: dict[str, Any], page_size: int) -> None:
         """Count one page; PullError 300 when there are more than the API's total could fill."""
-        stats = self.stats
-        stats.pages += 1
+        self.pages += 1
+        self.stats.pages += 1
         total = page.get("total")
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-            if stats.api_total is None:
-                stats.api_total = total
+            if self.stats.api_total is None:
+                self.stats.api_total = total
             if self.cap is None:
+                self.total = total
                 self.cap = _TOTAL_PAGE_FACTOR * -(-total // max(page_size, 1)) + _SLACK_PAGES
-        if self.cap is not None and stats.pages > self.cap:
+        if self.cap is not None and self.pages > self.cap:
             raise PullError(
                 300,
-                f"{stats.pages} pages read, more than the API's total of {stats.api_total} records could fill "
+                f"{self.pages} pages read, more than the API's total of {self.total} records could fill "
                 f"({self.cap} pages allowed): the server keeps saying hasNext",
             )
 

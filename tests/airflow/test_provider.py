@@ -94,7 +94,7 @@ def test_form_fields_come_from_one_source_on_each_airflow_line(conn_type):
         widgets = ProvidersManager().connection_form_widgets
         prefix = f"extra__{conn_type}__"
         assert {name.removeprefix(prefix) for name in widgets if name.startswith(prefix)} == set(spec["conn-fields"])
-        secret = "extra__mdca__files_access_token" if conn_type == "mdca" else "extra__devo__key"
+        secret = "extra__mdca__files_access_token" if conn_type == "mdca" else "extra__devo__private_key"
         assert widgets[secret].is_sensitive
     else:
         hook_class = import_string(HOOKS[conn_type][0])

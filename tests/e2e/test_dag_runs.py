@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.xdist_group("airflow-dag-test"), pytest.mark.usefixtur
 
 PERIOD = timedelta(minutes=5)
 # Whole windows well in the past: the lag sensor passes at once, as in a backfill.
-END = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+# A recent window: MDCA keeps about 30 days of activities, and the client refuses a window older than that.
+END = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 START = END - PERIOD
 START_MS, END_MS = int(START.timestamp() * 1000), int(END.timestamp() * 1000)
 _numbers = itertools.count()

@@ -39,7 +39,8 @@ from tests.integration.conftest import ACCOUNT_KEY, ROOT, Azurite
 pytestmark = pytest.mark.xdist_group("azurite")  # one Azurite, and the processes' imports, on one worker
 
 PERIOD = timedelta(minutes=5)
-END = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+# A recent window: MDCA keeps about 30 days of activities, and the client refuses a window older than that.
+END = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 START = END - PERIOD
 EARLIER = START - PERIOD
 SERVICE = "activities"

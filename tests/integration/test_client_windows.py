@@ -16,7 +16,8 @@ import pytest
 from mdca_emulator import Segment, SnapshotConfig, TimeSeriesConfig
 from tests.service_table import SERVICE_TABLE, SNAPSHOTS, WINDOWED
 
-START = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+# A recent window: MDCA keeps about 30 days of activities, and the client refuses a window older than that.
+START = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
 END = START + timedelta(minutes=30)
 START_MS = int(START.timestamp() * 1000)
 END_MS = int(END.timestamp() * 1000)
