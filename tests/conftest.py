@@ -88,8 +88,6 @@ def make_tenant(emulator: EmulatorServer) -> Callable[..., TenantConfig]:
     def make(**fields: Any) -> TenantConfig:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         fields.setdefault("requests_per_minute", None)
-        # TIME-MODEL: instant until the collector handles late records (issue 13)
-        fields.setdefault("time_model", "instant")
         config = TenantConfig(f"tenant-{worker}-{next(_tenant_numbers)}").with_changes(fields)
         emulator.add_tenant(config)
         return config

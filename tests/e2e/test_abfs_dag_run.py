@@ -9,9 +9,11 @@ a credential.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -26,6 +28,14 @@ from tests.integration.conftest import ACCOUNT_KEY, Azurite, azurite
 __all__ = ["azurite", "connections", "devo", "tag"]  # fixtures, imported for pytest
 
 pytestmark = [pytest.mark.xdist_group("airflow-dag-test"), pytest.mark.usefixtures("airflow_db")]
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """This test checks staging on Azure storage through a DAG on exact records, so each record is stored the instant
+    it happens here (``time_model: instant``). MDCA's real time model (late and changing records) is
+    tests/integration/test_late_records.py's and, through a real scheduler, tests/e2e/test_late_world.py's."""
+    return functools.partial(make_tenant, time_model="instant")
 
 
 def _blobs(azurite: Azurite, container: str) -> dict[str, bytes]:

@@ -8,6 +8,7 @@ more; faults that end, after Airflow's retries, in exactly once.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
 import json
@@ -36,6 +37,15 @@ END = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - ti
 START = END - PERIOD
 START_MS, END_MS = int(START.timestamp() * 1000), int(END.timestamp() * 1000)
 _numbers = itertools.count()
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests check each DAG's tasks on records placed on exact instants (edges, clusters, flattening), so each
+    record is stored the instant it happens here (``time_model: instant``). MDCA's real time model (late and
+    changing records) is tests/integration/test_late_records.py's and, through a real scheduler,
+    tests/e2e/test_late_world.py's."""
+    return functools.partial(make_tenant, time_model="instant")
 
 
 def _ms(moment: datetime) -> int:

@@ -11,6 +11,7 @@ which only a connection string can express to adlfs (the ``account_name`` extra 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
 import json
@@ -48,6 +49,14 @@ BASE = "collector/staging"  # a folder inside the container, as a shared contain
 _numbers = itertools.count()
 # A key another account might have: well-formed, and not Azurite's.
 WRONG_KEY = "QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QmFkS2V5QQ=="
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests are about staging on Azure storage and count exact records, so each record is stored the instant it
+    happens here (``time_model: instant``). MDCA's real time model (late and changing records) is
+    tests/integration/test_late_records.py's."""
+    return functools.partial(make_tenant, time_model="instant")
 
 
 def _ms(moment: datetime) -> int:

@@ -7,9 +7,11 @@ on the window's start (included), its last millisecond (included) and its end (e
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,15 @@ START_MS = int(START.timestamp() * 1000)
 END_MS = int(END.timestamp() * 1000)
 CLUSTERS = (1, 3, 1, 7, 2, 1, 13, 5)
 SIZES = [0, 1, 100, 101, 5_000, 12_345]
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place records on exact instants (the window's edges, page and skip
+    boundaries, clusters) and count them, so each record is stored the instant it happens here
+    (``time_model: instant``). MDCA's real time model (late and changing records) is
+    tests/integration/test_late_records.py's."""
+    return functools.partial(make_tenant, time_model="instant")
 
 
 def windowed_data(count: int) -> TimeSeriesConfig:
