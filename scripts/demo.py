@@ -1,12 +1,15 @@
-"""The demo: the collector's five DAGs on a real Airflow 3, backfilling the last six hours from the emulators to Devo.
+"""The demo: every service's DAG on a real Airflow 3, backfilling the last six hours from the emulators to Devo.
 
 Starts the emulators in a child process (MDCA throttled at 30 requests a minute as MDCA is, Entra ID, the Devo relay
 over mutual TLS), then Airflow 3 on SQLite (scheduler, dag-processor, triggerer, api-server; LocalExecutor) in a
 fresh home under ``var/demo``, with the connections ``mdca_default`` and ``devo_default`` pointing at the emulators
-and a collector config with all five services enabled. It backfills each DAG over the last six hours with
-``airflow backfill create``, waits, and prints per Devo table what MDCA holds (the emulator's ground truth; for
-alerts, the flattened events of those alerts), what Devo received, duplicates, missing records and the elapsed time.
-Exits non-zero if anything is missing, doubled or unexpected. Stopping it (at the end, Ctrl-C or SIGTERM) leaves no
+and a collector config with every service enabled. The emulated tenant runs MDCA's real time model: activities are
+stored seconds to days after they happen, files at the next scan of their app, alerts are resolved after they are
+raised. It backfills each DAG over the last six hours with ``airflow backfill create``, waits, and prints per Devo
+table what MDCA stored in those windows (the emulator's ground truth; for alerts, the flattened events of the alerts
+raised in them and of those resolved in them), what Devo received, duplicates, missing records and the elapsed time,
+then how many of the activities delivered had been stored late. Exits non-zero if anything is missing, doubled or
+unexpected. Stopping it (at the end, Ctrl-C or SIGTERM) leaves no
 process behind.
 
     make demo                              # run once and stop everything
@@ -43,6 +46,7 @@ from airflow_provider_mdca.transforms.flatten import flatten_alert
 from mdca_emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
 from mdca_emulator.data import HOUR_MS, TimeSeriesData
 from mdca_emulator.process import EmulatorProcess
+from mdca_emulator.state import TenantState
 from tests.harness.airflow_stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
 
 VAR = ROOT / "var" / "demo"
@@ -65,6 +69,9 @@ HOURLY: dict[str, tuple[float, tuple[int, ...]]] = {
     "files": (150, (1, 1, 1, 2)),
 }
 COUNTS = {"entities": 300, "data_enrichment": 40}
+# How long after it is raised an alert may be resolved (the emulator's default bound): where to look for the alerts
+# resolved in the demo's windows.
+RESOLUTION_REACH_MS = 8 * 24 * HOUR_MS
 
 
 def demo_tenant() -> TenantConfig:
@@ -82,7 +89,6 @@ def demo_tenant() -> TenantConfig:
         seed=1,
         services=data,
         requests_per_minute=30,
-        time_model="instant",  # TIME-MODEL: instant until the collector handles late records (issue 13)
     )
 
 
@@ -211,16 +217,8 @@ def build_row(
     row.elapsed = max(ends) - began if ends else 0.0
     period = period_of(service)
     if service == "alerts":
-        alerts = tenant.series("alerts")
-        data = TimeSeriesData("alerts", tenant.seed, alerts.segments, alerts.late_every)
-        for run in done:
-            start = ms(run.logical_date)
-            ids = set(emulator.truth("alerts", start, start + ms_of(period)))
-            for entry in data.entries([(start, start + ms_of(period))]):
-                if entry[1] in ids:
-                    alert = json.loads(json.dumps(data.build(entry)))
-                    row.expected.update(canonical(e) for e in flatten_alert(alert, max_events=MAX_EVENTS_PER_ALERT))
-        row.delivered.update(canonical(event) for event in devo.get(f"tags/{tag}/events")["events"])
+        row.expected.update(expected_alert_events(done, emulator, tenant, period))
+        row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
         return row
     for run in done:
         start = ms(run.logical_date)
@@ -228,6 +226,43 @@ def build_row(
         row.expected.update(emulator.truth(service, start, start + ms_of(period)))
     row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
     return row
+
+
+def expected_alert_events(
+    runs: list[DagRun], emulator: EmulatorProcess, tenant: TenantConfig, period: timedelta
+) -> Counter[str]:
+    """Events by alert ``_id``: each alert raised in a run's window once, and again when resolved in a later one.
+
+    An alert is flattened into one event per combination of its entities, whatever its state, so the count of its
+    events is known from its entities; an alert raised and resolved in the same window is read once, resolved.
+    """
+    data = TenantState(tenant).data("alerts")
+    assert isinstance(data, TimeSeriesData)
+    occurrences: Counter[str] = Counter()
+    earliest = min(ms(run.logical_date) for run in runs)
+    for run in runs:
+        start = ms(run.logical_date)
+        end = start + ms_of(period)
+        raised = set(emulator.truth("alerts", start, end, by="date"))
+        resolved = set(emulator.truth("alerts", start, end, by="resolutionDate"))
+        occurrences.update(raised)
+        occurrences.update(resolved - raised)
+    expected: Counter[str] = Counter()
+    latest = max(ms(run.logical_date) for run in runs) + ms_of(period)
+    for entry in data.entries([(earliest - RESOLUTION_REACH_MS, latest)]):
+        if entry[1] in occurrences:
+            alert = json.loads(json.dumps(data.build(entry)))
+            events = len(flatten_alert(alert, max_events=MAX_EVENTS_PER_ALERT))
+            expected[entry[1]] = events * occurrences[entry[1]]
+    return expected
+
+
+def late_activities(devo: Devo) -> tuple[int, int, float]:
+    """Of the activities in Devo: how many, how many MDCA stored more than an hour late, and the latest (hours)."""
+    events = devo.get(f"tags/{SERVICES['activities'].devo_table}/events")["events"]
+    delays = [event["created"] - event["timestamp"] for event in events]
+    late = [delay for delay in delays if delay > HOUR_MS]
+    return len(delays), len(late), max(delays, default=0) / HOUR_MS
 
 
 def ms_of(period: timedelta) -> int:
@@ -363,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                 backfilled_at = time.time()
                 wait_for_all(stack, ranges, stamp, args.timeout)
                 stamp("Every backfilled window ran. Comparing Devo with MDCA ...")
-                rows, all_runs = settle(stack, ranges, emulator, tenant, Devo(devo_info), backfilled_at, args.timeout)
+                devo = Devo(devo_info)
+                rows, all_runs = settle(stack, ranges, emulator, tenant, devo, backfilled_at, args.timeout)
                 for name, runs in all_runs.items():
                     failures = stack.failure_report(ranges[name].dag_id, runs)
                     if failures:
@@ -379,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
                 say(
                     f"MDCA requests: {sum(stats['requests'].values())}, answered 429 (over 30 a minute): "
                     f"{stats['throttled']}; tokens issued: {stats['tokens_issued']}"
+                )
+                total, late, latest = late_activities(devo)
+                say(
+                    f"Late records: {late} of the {total} activities delivered were stored by MDCA more than an hour "
+                    f"after they happened (the latest {latest:.1f} h): each in the window it was stored in."
                 )
                 bad = [row.tag for row in rows if not row.ok]
                 say("Every record exactly once." if not bad else f"Wrong: {', '.join(bad)} (see above).")
