@@ -52,6 +52,5 @@ def demo_tenant(
     for name in services.SNAPSHOTS:
         data[name] = SnapshotConfig(_COUNTS.get(name, _DEFAULT_COUNT))
     if time_model is None:
-        # TIME-MODEL: instant until the collector handles late records (issue 13)
-        time_model = "instant"
+        time_model = "realistic"  # MDCA's real time model, as every tenant's default
     return TenantConfig(tenant_id=tenant_id, seed=seed, services=data, requests_per_minute=30, time_model=time_model)

@@ -112,7 +112,9 @@ def backfilled(
             **{name: SnapshotConfig(0) for name in SNAPSHOTS},
         },
         requests_per_minute=None,
-        time_model="instant",  # TIME-MODEL: instant until the collector handles late records (issue 13)
+        # Records on exact instants (edges, clusters) and exact counts per window: each stored the instant it happens.
+        # MDCA's late world through a real scheduler is test_late_world.py's.
+        time_model="instant",
     )
     emulator = start_emulator(tenant)
     config = write_collector_config(
