@@ -4,7 +4,7 @@
 #   make test              the whole test suite (AIRFLOW=2 for the Airflow 2.11 line); installs Debian's PostgreSQL
 #                          server first when missing (as root: make postgres-server)
 #   make lint              ruff + mypy
-#   make bench             benchmarks (not part of the test suite)
+#   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost
 #   make lock              recompile the locks after a dependency change
 
 PYTHON ?= python3
@@ -73,6 +73,7 @@ bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_fetch.py $(BENCH_ARGS)
 	$(VENV)/bin/python bench/bench_ship.py
 	$(VENV)/bin/python bench/bench_pipeline.py $(PIPELINE_ARGS)
+	$(VENV)/bin/python bench/bench_late.py $(LATE_ARGS)
 
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml requirements/airflow3.in --extra test --extra dev --universal \

@@ -24,7 +24,8 @@ from airflow_provider_mdca.client import MdcaClient, MdcaConfig
 from mdca_emulator import Segment, SnapshotConfig, TenantConfig, TimeSeriesConfig
 from mdca_emulator.process import EmulatorProcess
 
-START = datetime(2026, 10, 1, tzinfo=timezone.utc)
+# Two days ago, on the hour: MDCA keeps 30 days of activities and the client refuses older windows.
+START = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 START_MS = int(START.timestamp() * 1000)
 
 

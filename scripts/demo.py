@@ -42,12 +42,11 @@ import requests
 import yaml
 
 from airflow_provider_mdca.services import SERVICES
-from airflow_provider_mdca.transforms.flatten import flatten_alert
 from mdca_emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
-from mdca_emulator.data import HOUR_MS, TimeSeriesData
+from mdca_emulator.data import HOUR_MS
 from mdca_emulator.process import EmulatorProcess
-from mdca_emulator.state import TenantState
 from tests.harness.airflow_stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
+from tests.harness.late_world import alert_event_counts, alert_reads, late_share
 
 VAR = ROOT / "var" / "demo"
 HOURS = 6
@@ -69,9 +68,6 @@ HOURLY: dict[str, tuple[float, tuple[int, ...]]] = {
     "files": (150, (1, 1, 1, 2)),
 }
 COUNTS = {"entities": 300, "data_enrichment": 40}
-# How long after it is raised an alert may be resolved (the emulator's default bound): where to look for the alerts
-# resolved in the demo's windows.
-RESOLUTION_REACH_MS = 8 * 24 * HOUR_MS
 
 
 def demo_tenant() -> TenantConfig:
@@ -217,7 +213,8 @@ def build_row(
     row.elapsed = max(ends) - began if ends else 0.0
     period = period_of(service)
     if service == "alerts":
-        row.expected.update(expected_alert_events(done, emulator, tenant, period))
+        windows = [(ms(run.logical_date), ms(run.logical_date) + ms_of(period)) for run in done]
+        row.expected.update(alert_event_counts(tenant, alert_reads(emulator, windows), windows, MAX_EVENTS_PER_ALERT))
         row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
         return row
     for run in done:
@@ -228,41 +225,10 @@ def build_row(
     return row
 
 
-def expected_alert_events(
-    runs: list[DagRun], emulator: EmulatorProcess, tenant: TenantConfig, period: timedelta
-) -> Counter[str]:
-    """Events by alert ``_id``: each alert raised in a run's window once, and again when resolved in a later one.
-
-    An alert is flattened into one event per combination of its entities, whatever its state, so the count of its
-    events is known from its entities; an alert raised and resolved in the same window is read once, resolved.
-    """
-    data = TenantState(tenant).data("alerts")
-    assert isinstance(data, TimeSeriesData)
-    occurrences: Counter[str] = Counter()
-    earliest = min(ms(run.logical_date) for run in runs)
-    for run in runs:
-        start = ms(run.logical_date)
-        end = start + ms_of(period)
-        raised = set(emulator.truth("alerts", start, end, by="date"))
-        resolved = set(emulator.truth("alerts", start, end, by="resolutionDate"))
-        occurrences.update(raised)
-        occurrences.update(resolved - raised)
-    expected: Counter[str] = Counter()
-    latest = max(ms(run.logical_date) for run in runs) + ms_of(period)
-    for entry in data.entries([(earliest - RESOLUTION_REACH_MS, latest)]):
-        if entry[1] in occurrences:
-            alert = json.loads(json.dumps(data.build(entry)))
-            events = len(flatten_alert(alert, max_events=MAX_EVENTS_PER_ALERT))
-            expected[entry[1]] = events * occurrences[entry[1]]
-    return expected
-
-
 def late_activities(devo: Devo) -> tuple[int, int, float]:
     """Of the activities in Devo: how many, how many MDCA stored more than an hour late, and the latest (hours)."""
     events = devo.get(f"tags/{SERVICES['activities'].devo_table}/events")["events"]
-    delays = [event["created"] - event["timestamp"] for event in events]
-    late = [delay for delay in delays if delay > HOUR_MS]
-    return len(delays), len(late), max(delays, default=0) / HOUR_MS
+    return late_share(events, "timestamp", "created")
 
 
 def ms_of(period: timedelta) -> int:

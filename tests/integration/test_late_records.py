@@ -130,3 +130,18 @@ def test_activities_older_than_mdca_keeps_are_refused_or_read_with_a_warning(mak
     with caplog.at_level(logging.WARNING, logger="airflow_provider_mdca.client.mdca"):
         assert list(client.fetch("activities", old, old + HOUR, on_expired_window="warn")) == []
     assert "keeps about 30 days" in caplog.text
+
+
+def test_a_window_read_again_later_reads_the_same_records(emulator, make_tenant, make_client):
+    # A rerun (a cleared run, a backfill) of a window that has passed reads what MDCA stored in it: the same records,
+    # however much later, so the delivery ledger has nothing new to send and nothing is lost.
+    tenant = make_tenant(activities=rate(1_500), files=rate(200))
+    client = make_client(tenant)
+    start, end = WINDOWS[3], WINDOWS[4]
+    first = {s: sorted(r["_id"] for r in client.fetch(s, start, end)) for s in ("activities", "files")}
+    emulator.set_now(emulator.now_ms(tenant.tenant_id) + 3 * 86_400_000, tenant_id=tenant.tenant_id)  # 3 days on
+    try:
+        again = {s: sorted(r["_id"] for r in client.fetch(s, start, end)) for s in ("activities", "files")}
+    finally:
+        emulator.set_now(None, tenant_id=tenant.tenant_id)
+    assert first == again and first["activities"] and first["files"]
