@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -331,10 +331,20 @@ class SortedSkipPaginator(_WindowedPaginator):
 
 
 class SnapshotPaginator:
-    """Entities and subnets: the whole collection, skip/limit until ``hasNext`` is false, in a stated order.
+    """Entities and subnets: the whole collection, skip/limit in a stated order, read whole while it changes.
 
-    A snapshot has no timestamp to anchor on, so every ``_id`` is remembered (a snapshot is thousands of
-    records, not millions) and a record shifted across a page boundary while paging is not doubled.
+    A snapshot has no timestamp to anchor on, and MDCA documents no filter to page it on a key, so skip paging is
+    made stable by what it can check:
+
+    - every ``_id`` is remembered (a snapshot is thousands of records, not millions): a record shifted forward
+      across a page boundary (one added before it) is not read twice;
+    - each page after the first starts on the last record of the page before, and must hold a record this pass has
+      read: otherwise records before it were removed meanwhile, shifting the rest back past the page boundary, and
+      the pass steps back half a page and asks again rather than skip them;
+    - the 5,000 skip ceiling is Microsoft's for activities; these lists document none, so skip goes on past it. A
+      tenant that refuses it (a 400 to the first page past it) is asked again up to the ceiling, and the rest is
+      read from the other end, in the opposite order, until the two passes meet; a collection larger than twice
+      the ceiling that the tenant will not page past is PullError 300, never a partial snapshot.
 
     :param sort_field: the documented field the pages are sorted on, ascending (entities: ``date``, when the entity
         was created, so that entities added while paging come last).
@@ -344,31 +354,85 @@ class SnapshotPaginator:
         self.sort_field = sort_field
         self.stats = stats
         self.page_size = page_size
+        self.ceiling = SKIP_CEILING
+        self._ceiling_enforced = False
 
     def records(self, fetch: FetchPage) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
-        skip = 0
         budget = _PageBudget(self.stats)
+        finished = yield from self._pass(fetch, "asc", seen, budget, meet=False)
+        if finished:
+            return
+        log.warning(
+            "%s: the API refused a skip past %d; reading the rest of the snapshot from its other end",
+            self.stats.service or "snapshot",
+            self.ceiling,
+        )
+        if not (yield from self._pass(fetch, "desc", seen, budget, meet=True)):
+            raise PullError(
+                300,
+                f"the snapshot holds more than twice the skip ceiling ({2 * self.ceiling} records, API total "
+                f"{budget.total}) and the API refuses to page past {self.ceiling}: it cannot be read whole",
+            )
+
+    def _pass(
+        self, fetch: FetchPage, direction: str, seen: set[str], budget: _PageBudget, *, meet: bool
+    ) -> Generator[dict[str, Any], None, bool]:
+        """Read in ``direction``; True when the pass reached the end (or, ``meet``, a record read before)."""
+        read_here: set[str] = set()
+        position = 0  # records of this pass's order consumed so far
+        overlap = 1 if self.page_size > 1 else 0
+        step_backs = 0
         while True:
-            page = fetch({"skip": skip, "limit": self.page_size, "sortField": self.sort_field, "sortDirection": "asc"})
-            budget.note(page, self.page_size)
+            skip = max(0, position - overlap)
+            limit = self.page_size
+            if self._ceiling_enforced:
+                limit = min(limit, self.ceiling - skip)
+                if limit <= overlap:
+                    return False  # the ceiling reached: nothing more this way
+            try:
+                page = fetch({"skip": skip, "limit": limit, "sortField": self.sort_field, "sortDirection": direction})
+            except PullError as exc:
+                if exc.code == 301 and skip + limit > self.ceiling and not self._ceiling_enforced:
+                    self._ceiling_enforced = True  # the tenant enforces it: ask again up to it, no further
+                    continue
+                raise
+            budget.note(page, limit)
             data = _page_data(page)
-            skip += len(data)
+            keys = [record_key(record) for record in data]
+            if skip and data and not read_here.intersection(keys):
+                step_backs += 1
+                if step_backs > _MAX_STEP_BACKS:
+                    raise PullError(
+                        300,
+                        f"the page at skip {skip} held none of the records read before it, {step_backs - 1} times "
+                        "after stepping back: the collection changes faster than it can be paged",
+                    )
+                position = max(0, position - max(self.page_size // 2, 1))
+                continue
             new = 0
-            for record in data:
-                rid = record_key(record)
-                if rid in seen:
+            met = False
+            for key, record in zip(keys, data, strict=True):
+                if key in read_here:
+                    continue
+                read_here.add(key)
+                if key in seen:
+                    met = met or meet
                     self.stats.duplicates_dropped += 1
                     continue
-                seen.add(rid)
+                seen.add(key)
                 new += 1
                 yield record
-            if not page.get("hasNext"):
-                return
+            position = skip + len(data)
+            if met or not page.get("hasNext"):
+                return True
             if not data:
                 raise PullError(300, f"an empty page at skip {skip} that still says hasNext")
-            if not new:
-                raise PullError(300, f"the page at skip {skip - len(data)} said hasNext but held only records read")
+            if not new and len(data) > overlap:
+                raise PullError(300, f"the page at skip {skip} said hasNext but held only records read")
+
+
+_MAX_STEP_BACKS = 20  # a page that misses what was read, asked again half a page back each time
 
 
 def _canonical(filters: Any) -> str:

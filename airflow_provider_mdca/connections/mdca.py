@@ -92,11 +92,12 @@ class MdcaConfig:
             raise fail("login", "required: the Entra ID application (client) ID")
         if not password:
             raise fail("password", "required: the Entra ID client secret")
-        login, password = credential(login, "login", fail), credential(password, "password", fail)
+        login = credential(login, "login", fail, secret=False)
+        password = credential(password, "password", fail)
         tenant_id = ext("tenant_id")
         if not tenant_id or not isinstance(tenant_id, str):
             raise fail("extra.tenant_id", "required: the Entra ID directory (tenant) ID")
-        tenant_id = credential(tenant_id, "extra.tenant_id", fail)
+        tenant_id = credential(tenant_id, "extra.tenant_id", fail, secret=False)
         token_url = _https_url(ext("token_url") or DEFAULT_TOKEN_URL, "extra.token_url", fail)
         files_token = ext("files_access_token")
         if files_token is not None:

@@ -59,18 +59,21 @@ def parse_verify(value: Any, fail: Fail) -> bool | str:
     raise fail("extra.verify", f"must be true or a CA bundle path, got {value!r}")
 
 
-def credential(value: Any, name: str, fail: Fail) -> str:
-    """A secret as it can go into a header, a URL or a form: surrounding whitespace dropped, never shown.
+def credential(value: Any, name: str, fail: Fail, *, secret: bool = True) -> str:
+    """A credential as it can go into a header, a URL or a form: surrounding whitespace dropped, never shown.
 
-    A trailing line break (a secret pasted from a file or ``echo``) is dropped; a line break or another control
+    A trailing line break (a value pasted from a file or ``echo``) is dropped; a line break or another control
     character inside the value is refused, naming the field and never the value: it could split a header (a
-    request smuggled by the credential) and no real secret holds one.
+    request smuggled by the credential) and no real credential holds one. A ``secret`` is registered for
+    redaction; an identifier (the client or tenant id) is not, or every message naming an ordinary word equal
+    to it would be masked.
     """
     if not isinstance(value, str):
         raise fail(name, "must be a string")
-    register_secret(value)
     cleaned = value.strip()
-    register_secret(cleaned)
+    if secret:
+        register_secret(value)
+        register_secret(cleaned)
     if any(ord(character) < 32 or ord(character) == 127 for character in cleaned):
         raise fail(name, "holds a line break or another control character; set it again without one")
     return cleaned

@@ -4,11 +4,11 @@ The collector's own DAG file runs activities, alerts and files in one-minute win
 run when its window has passed, catchup included, on a LocalExecutor. The emulated tenant runs MDCA's time model with
 its hours compressed into seconds (a day of MDCA time is a minute here, so "stored 72 hours late" is three minutes):
 activities stored from a second to three minutes after they happen, files at the next scan of their app every 45 s,
-alerts resolved 10 s to 2.5 min after they are raised. A minute and a half in, MDCA answers every request with a 5xx
-for 45 s, longer than the connection's own retries; the runs caught in it fail, are retried by Airflow and deliver
-when it is back. Then Devo must hold every
-record stored in the windows that ran exactly once (late ones included), every alert once as raised and once more per
-resolution, and the test prints how many records were lost, doubled and delivered late.
+alerts resolved 10 s to 2.5 min after they are raised. From the first window's end a minute and a half in, MDCA
+answers every request with a 5xx for 45 s, longer than the connection's own retries; the runs caught in it fail, are
+retried by Airflow and deliver when it is back. Then Devo must hold every record stored in the windows that ran
+exactly once (late ones included), every alert once as raised and once more per resolution, and the test prints how
+many records were lost, doubled and delivered late.
 
 Airflow 3 only: Airflow 2.11's harness runs backfills in-process, without a live scheduler (its line keeps the
 scheduled-DAG checks of test_dag_runs.py and test_backfill.py).
@@ -129,15 +129,36 @@ def live(start_emulator: Any, start_stack: Any, tmp_path_factory: pytest.TempPat
     stack.wait_for_dags(dag_ids)
     stack.unpause(*dag_ids)
     began = time.monotonic()
-    outage = (began + OUTAGE_AT.total_seconds(), began + (OUTAGE_AT + OUTAGE_FOR).total_seconds())
-    time.sleep(max(0.0, outage[0] - time.monotonic()))
-    emulator.admin("PATCH", f"tenants/{tenant.tenant_id}", {"error_rate": 1.0})
-    time.sleep(max(0.0, outage[1] - time.monotonic()))
-    emulator.admin("PATCH", f"tenants/{tenant.tenant_id}", {"error_rate": 0.0})
-    time.sleep(max(0.0, began + LIVE.total_seconds() - time.monotonic()))
+    outage = mdca_outage(emulator, tenant, began + OUTAGE_AT.total_seconds())
+    time.sleep(max(0.0, max(began + LIVE.total_seconds(), outage[1] + 2 * PERIOD.total_seconds()) - time.monotonic()))
     runs = quiet_and_paused(stack, dag_ids)
     yield LiveRun(tenant, emulator, stack, runs, outage)
     stack.stop()
+
+
+def mdca_outage(emulator: EmulatorProcess, tenant: TenantConfig, not_before: float) -> tuple[float, float]:
+    """MDCA answering every request with a 5xx for OUTAGE_FOR, from the first window's end after ``not_before``.
+
+    The runs of a window start 5 s (its lag) after it ends and take seconds, so the outage starts on a minute to
+    catch them, rather than in the idle part of a minute where it would reach nothing; it lasts until it has
+    answered at least one request (the test asserts so), at most two windows more.
+    """
+    start = max(not_before, time.monotonic())
+    wall_clock_at_start = time.time() + (start - time.monotonic())
+    start += -wall_clock_at_start % PERIOD.total_seconds()  # on to the next window's end
+    time.sleep(max(0.0, start - time.monotonic()))
+    emulator.admin("PATCH", f"tenants/{tenant.tenant_id}", {"error_rate": 1.0})
+    began = time.monotonic()
+    time.sleep(OUTAGE_FOR.total_seconds())
+    deadline = began + OUTAGE_FOR.total_seconds() + 2 * PERIOD.total_seconds()
+    while faults_injected(emulator, tenant) == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    emulator.admin("PATCH", f"tenants/{tenant.tenant_id}", {"error_rate": 0.0})
+    return began, time.monotonic()
+
+
+def faults_injected(emulator: EmulatorProcess, tenant: TenantConfig) -> int:
+    return int(emulator.admin("GET", f"tenants/{tenant.tenant_id}/stats")["faults_injected"])
 
 
 def quiet_and_paused(stack: AirflowStack, dag_ids: list[str], timeout: float = 420.0) -> dict[str, list[DagRun]]:
@@ -198,7 +219,7 @@ if AIRFLOW_V3:
         activities = devo.events(SERVICES["activities"].devo_table)
         late_minutes = sum(1 for e in activities if e["created"] - e["timestamp"] > 60 * SECOND)
         print(f"activities delivered late: {late_minutes} of {len(activities)} stored over a minute (an MDCA day) late")
-        faults = live.emulator.admin("GET", f"tenants/{live.tenant.tenant_id}/stats")["faults_injected"]
+        faults = faults_injected(live.emulator, live.tenant)
         print(f"MDCA answered {faults} requests with a 5xx during the outage")
         assert faults > 0, "the outage reached no request: it was not exercised"
         assert not problems, f"not exactly once: {problems} (see the printed counts)"

@@ -121,6 +121,27 @@ def test_a_snapshot_that_changes_while_paged_is_read_once(emulator, make_tenant,
     assert stayed and stayed <= set(got), f"{len(stayed - set(got))} entities present throughout were not read"
 
 
+def test_a_snapshot_past_a_skip_ceiling_the_tenant_enforces_is_read_whole_while_it_changes(
+    emulator, make_tenant, make_client, caplog
+):
+    # MDCA documents the 5,000 skip ceiling for activities only; a tenant that enforces it on entities too has the
+    # rest of the collection read from its other end, while entities come and go.
+    tenant = make_tenant(entities=SnapshotConfig(count=7_000, skip_ceiling=5_000))
+    before = set(emulator.truth(tenant.tenant_id, "entities", 0, 1))
+    emulator.set_rate(50_000.0, tenant_id=tenant.tenant_id)
+    try:
+        with caplog.at_level(logging.WARNING, logger="airflow_provider_mdca.client.pagination"):
+            got = [r["_id"] for r in make_client(tenant).fetch("entities", START, END)]
+    finally:
+        emulator.set_rate(1.0, tenant_id=tenant.tenant_id)
+    after = set(emulator.truth(tenant.tenant_id, "entities", 0, 1))
+    assert len(got) == len(set(got)), "an entity was read twice"
+    stayed = before & after
+    assert before - after and after - before, "the collection did not change while it was paged"
+    assert "refused a skip past 5000" in caplog.text
+    assert len(stayed) > 5_000 and not stayed - set(got), f"{len(stayed - set(got))} present throughout were not read"
+
+
 def test_activities_older_than_mdca_keeps_are_refused_or_read_with_a_warning(make_tenant, make_client, caplog):
     tenant = make_tenant(activities=TimeSeriesConfig(segments=[Rate(500, (1,), to_epoch_ms(END) - 40 * 86_400_000)]))
     client = make_client(tenant)

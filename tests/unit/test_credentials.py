@@ -16,6 +16,7 @@ from airflow_provider_mdca.client.transport import RequestContext, Transport
 from airflow_provider_mdca.connections.devo import DevoConfig
 from airflow_provider_mdca.connections.mdca import MdcaConfig
 from airflow_provider_mdca.errors import InitVariablesError, PullError
+from airflow_provider_mdca.redaction import redact_text
 
 KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7kq1Xsecretkeymaterial"
 PEM_KEY = f"-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n-----END PRIVATE KEY-----\n"
@@ -106,6 +107,13 @@ def test_a_trailing_line_break_is_dropped_from_every_credential() -> None:
         extra={"transport": "http", "domain": "d"},
     )
     assert devo.token == "devo-token-value"
+
+
+def test_the_client_and_tenant_ids_are_identifiers_not_secrets_to_mask() -> None:
+    mdca(login="ordinary-client", password="a-secret-kept-hidden", extra={"tenant_id": "ordinary-tenant"})
+    message = "connection field 'extra.ordinary-tenant' for ordinary-client"
+    assert redact_text(message) == message
+    assert redact_text("password a-secret-kept-hidden") == "password ***"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +31,29 @@ class Canned:
         if not self.pages:
             raise AssertionError(f"unexpected request {body}")
         return self.pages.pop(0)
+
+
+class Collection:
+    """A snapshot list served with skip/limit in either order, which may change between requests."""
+
+    def __init__(self, records: list[dict[str, Any]], ceiling: int | None = None) -> None:
+        self.records = list(records)
+        self.ceiling = ceiling
+        self.bodies: list[dict[str, Any]] = []
+        self.on_request: dict[int, Callable[[], None]] = {}
+
+    def remove(self, *ids: str) -> None:
+        self.records = [r for r in self.records if r["_id"] not in ids]
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.on_request.pop(len(self.bodies), lambda: None)()
+        self.bodies.append(body)
+        skip, limit = body["skip"], body["limit"]
+        if self.ceiling is not None and skip + limit > self.ceiling:
+            raise PullError(301, "the API refused the request's filters or paging", status=400)
+        ordered = self.records if body["sortDirection"] == "asc" else self.records[::-1]
+        page = ordered[skip : skip + limit]
+        return {"data": page, "hasNext": skip + len(page) < len(ordered), "total": len(ordered)}
 
 
 def scan(fetch: Canned, limit: int = 500) -> tuple[list[str], FetchStats]:
@@ -198,7 +222,7 @@ class TestSortedSkipPaginator:
 
 
 class TestSnapshotPaginator:
-    def test_pages_until_has_next_is_false_and_dedupes_by_id(self):
+    def test_each_page_starts_on_the_last_record_read_and_dedupes_by_id(self):
         fetch = Canned(
             {"data": [{"_id": "1"}, {"_id": "2"}], "hasNext": True, "total": 3},
             {"data": [{"_id": "2"}, {"_id": "3"}], "hasNext": False},
@@ -206,9 +230,41 @@ class TestSnapshotPaginator:
         stats = FetchStats()
         ids = [r["_id"] for r in SnapshotPaginator(sort_field="date", stats=stats, page_size=2).records(fetch)]
         assert ids == ["1", "2", "3"]
-        assert [b["skip"] for b in fetch.bodies] == [0, 2]
+        assert [b["skip"] for b in fetch.bodies] == [0, 1]
         assert all((b["sortField"], b["sortDirection"]) == ("date", "asc") for b in fetch.bodies)
-        assert (stats.duplicates_dropped, stats.api_total, stats.pages) == (1, 3, 2)
+        assert (stats.api_total, stats.pages) == (3, 2)
+
+    def test_records_removed_before_the_cursor_while_paged_are_not_skipped(self):
+        collection = [{"_id": f"e{i:02}"} for i in range(12)]
+        server = Collection(collection)
+        server.on_request[2] = lambda: server.remove("e00", "e01", "e02", "e03")  # before the third page
+        got = [r["_id"] for r in SnapshotPaginator(sort_field="date", stats=FetchStats(), page_size=4).records(server)]
+        assert sorted(got) == [r["_id"] for r in collection] and len(got) == len(set(got))
+        # the third page (e10, e11) held nothing read: stepped back half a page twice, to e06, then on
+        assert [b["skip"] for b in server.bodies] == [0, 3, 6, 4, 2, 5]
+
+    def test_a_tenant_refusing_skip_past_the_ceiling_has_the_rest_read_from_the_other_end(self):
+        collection = [{"_id": f"e{i:02}"} for i in range(15)]
+        server = Collection(collection, ceiling=8)
+        pager = SnapshotPaginator(sort_field="date", stats=FetchStats(service="entities"), page_size=4)
+        pager.ceiling = 8
+        got = [r["_id"] for r in pager.records(server)]
+        assert sorted(got) == [r["_id"] for r in collection] and len(got) == len(set(got))
+        assert [(b["skip"], b["sortDirection"]) for b in server.bodies] == [
+            (0, "asc"),
+            (3, "asc"),
+            (6, "asc"),  # refused: 6 + 4 > 8
+            (6, "asc"),  # asked again up to the ceiling
+            (0, "desc"),
+            (3, "desc"),
+            (6, "desc"),  # up to the ceiling again: e08, then e07, read going up, where the passes meet
+        ]
+        assert [b["limit"] for b in server.bodies] == [4, 4, 4, 2, 4, 4, 2]
+        pager = SnapshotPaginator(sort_field="date", stats=FetchStats(service="entities"), page_size=4)
+        pager.ceiling = 8
+        with pytest.raises(PullError, match="more than twice the skip ceiling") as info:
+            list(pager.records(Collection([{"_id": f"e{i:02}"} for i in range(40)], ceiling=8)))
+        assert info.value.code == 300
 
     def test_missing_data_list_is_an_error(self):
         with pytest.raises(PullError, match="'data' list"):
@@ -341,7 +397,7 @@ def test_a_server_that_never_ends_ends_the_fetch_with_the_rule_it_broke(pager, s
 
 def test_records_without_an_id_are_told_apart_by_their_content():
     rows = [{"name": f"subnet-{i}", "category": 1} for i in range(100)]
-    fetch = Canned({"data": rows[:60], "hasNext": True}, {"data": rows[60:], "hasNext": False})
+    fetch = Canned({"data": rows[:60], "hasNext": True}, {"data": rows[59:], "hasNext": False})
     assert list(snapshot().records(fetch)) == rows
     same_ms = [{"timestamp": 1_200, "user": f"u{i}"} for i in range(5)]
     assert list(skip().records(Canned({"data": same_ms, "hasNext": False}))) == same_ms
