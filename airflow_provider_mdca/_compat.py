@@ -34,6 +34,10 @@ try:
 except ImportError:  # pragma: no cover - Airflow 2.11
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
+#: ``retry_exponential_backoff`` doubling each wait: a multiplier on Airflow 3 (3.3 reads True as 1, no backoff), a
+#: flag on Airflow 2.11 (which always doubles).
+EXPONENTIAL_BACKOFF: float | bool = 2.0 if AIRFLOW_V3 else True
+
 __all__ = [
     "AIRFLOW_V3",
     "AIRFLOW_VERSION",
@@ -43,6 +47,7 @@ __all__ = [
     "BaseOperator",
     "Context",
     "DeltaDataIntervalTimetable",
+    "EXPONENTIAL_BACKOFF",
     "ObjectStoragePath",
     "Param",
     "Variable",

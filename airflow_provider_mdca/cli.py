@@ -5,6 +5,7 @@ Commands::
     mdca-collector validate [--config PATH]      the configuration, then every connection the enabled services use
     mdca-collector show-config [--config PATH]   the effective settings of every service (the file holds no secret)
     mdca-collector schema                        the configuration's JSON schema
+    mdca-collector undelivered [--deliver]       the windows failed runs left out of Devo; --deliver runs them again
 
 ``validate`` checks, each on one line with ``OK``, ``FAIL`` or ``SKIP``:
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mdca-collector", description="Check the MDCA to Devo collector's configuration and connections."
+        prog="mdca-collector",
+        description="Check and operate the MDCA to Devo collector: configuration, connections, undelivered windows.",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     config_help = f"the collector config (default: ${CONFIG_ENV}, else {CONFIG_NAME} in Airflow's DAGs folder)"
@@ -88,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show-config", help="print the effective settings of every service")
     show.add_argument("--config", type=Path, help=config_help)
     show.set_defaults(command=_show_config_command)
+    undelivered = commands.add_parser(
+        "undelivered", help="list the windows whose runs failed (not delivered); --deliver runs them again"
+    )
+    undelivered.add_argument("--config", type=Path, help=config_help)
+    undelivered.add_argument("--dag-id", help="only this DAG (default: every enabled service's)")
+    undelivered.add_argument(
+        "--deliver", action="store_true", help="clear their failed tasks: the scheduler delivers them, each record once"
+    )
+    undelivered.set_defaults(command=_undelivered_command)
     schema = commands.add_parser("schema", help="print the configuration's JSON schema")
     schema.set_defaults(command=lambda _args: _print(json.dumps(SCHEMA, indent=2)))
     return parser
@@ -124,6 +136,24 @@ def _show_config_command(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(f"# effective configuration of {config.source}", flush=True)
     return _print(yaml.safe_dump(config.as_dict(), sort_keys=False).rstrip())
+
+
+def _undelivered_command(args: argparse.Namespace) -> int:
+    from airflow_provider_mdca import undelivered
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        windows = [w for w in undelivered.failed_windows(config) if args.dag_id in (None, w.dag_id)]
+        undelivered.report(windows)
+        if args.deliver:
+            undelivered.deliver(windows)
+            return EXIT_OK
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"FAIL  {redact_text(str(exc))}", flush=True)
+        return EXIT_FAILED
+    return EXIT_FAILED if windows else EXIT_OK
 
 
 def _validate_command(args: argparse.Namespace) -> int:

@@ -21,13 +21,16 @@ Building a DAG touches no connection, Variable or network: the operators read th
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 
-from airflow_provider_mdca._compat import DAG, DeltaDataIntervalTimetable, Param
+from airflow_provider_mdca._compat import DAG, EXPONENTIAL_BACKOFF, DeltaDataIntervalTimetable, Param
+from airflow_provider_mdca.callbacks import OutageCallbacks, build_notifiers
 from airflow_provider_mdca.config import CollectorConfig, ServiceConfig, format_duration
+from airflow_provider_mdca.operators._staging import staging_base
 from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
 from airflow_provider_mdca.operators.devo import DevoShipOperator
 from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
@@ -73,7 +76,7 @@ def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
         max_active_runs=service.max_active_runs,
         params={"reship": Param(False, type="boolean", description=_RESHIP_HELP)},
         tags=list(service.tags),
-        default_args={"retries": service.retries, "retry_delay": service.retry_delay},
+        default_args=_retry_args(service),
     ) as dag:
         timeouts = _timeouts(service)
         fetch = _fetch_task(service, **timeouts["fetch"])
@@ -85,6 +88,30 @@ def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
         ship = _ship_task(service, staged.output, **timeouts["ship"])
         staged >> ship >> _cleanup_task(service, **timeouts["cleanup"])
     return dag
+
+
+def _retry_args(service: ServiceConfig) -> dict[str, Any]:
+    """Every task's retries: with exponential backoff for ``recovery_horizon``, and the outage callbacks.
+
+    An outage of MDCA, Entra ID, Devo or staging is ridden out by retrying the window's failed task, waiting twice
+    as long each time up to ``max_retry_delay``; the runs behind it wait (``max_active_runs``) and follow in order
+    once it is delivered (:mod:`airflow_provider_mdca.recovery` says why retries rather than a sweep).
+    """
+    callbacks = OutageCallbacks(
+        service=service.name,
+        staging_base=functools.partial(staging_base, service.staging_url, service.staging_conn_id),
+        retry_span=service.retry_span,
+        notifiers=build_notifiers(service.notify, where=f"services.{service.name}.notify"),
+    )
+    return {
+        "retries": service.task_retries,
+        "retry_delay": service.retry_delay,
+        "retry_exponential_backoff": EXPONENTIAL_BACKOFF,
+        "max_retry_delay": service.max_retry_delay,
+        "on_retry_callback": callbacks.on_retry,
+        "on_failure_callback": callbacks.on_failure,
+        "on_success_callback": callbacks.on_success,
+    }
 
 
 def _timeouts(service: ServiceConfig) -> dict[str, dict[str, Any]]:
@@ -220,7 +247,13 @@ delivered windows older than {format_duration(service.retention)} from staging.
 **First window:** {service.historic_date_utc.isoformat()} (`historic_date_utc`); catchup is on, so missed windows
 are caught up.
 
+**Outages.** Every task is retried with backoff for {format_duration(service.retry_span)} (`recovery_horizon`):
+an outage of MDCA, Entra ID, Devo or staging that short heals by itself, in order. Each failed try logs what is down
+and since when.
+
 **Operate.**
+- *A window failed past the horizon*: `mdca-collector undelivered` lists it; `mdca-collector undelivered --deliver`
+  runs it again (each record still arrives once).
 - *Rerun a window*: clear its run; records already delivered are not sent again.
 - *Deliver again* (even what was delivered before): backfill the windows again with the param `reship: true`,
   `airflow backfill create --dag-id {dag_id} --from-date … --to-date … --reprocess-behavior completed

@@ -38,8 +38,10 @@ from airflow_provider_mdca.staging import (
     StagingError,
     StoragePath,
     mark_window_delivered,
+    out_of_space_named,
     read_manifest,
     read_part,
+    require_space,
     stage_dir,
     write_manifest,
 )
@@ -130,6 +132,12 @@ class Figures(Protocol):
 # --- fetch ---------------------------------------------------------------------------------------------------------
 
 
+# An event key is an _id (24 hex) or <_id>#<n>, one per line; small files take a block each on most file systems.
+_LEDGER_BYTES_PER_EVENT: Final = 48
+_LEDGER_BYTES_PER_FILE: Final = 4096
+_LEDGER_SLACK: Final = 64 * 1024
+
+
 def fetch_to_stage(
     records: Iterable[Mapping[str, Any]],
     window: P,
@@ -150,20 +158,22 @@ def fetch_to_stage(
     :returns: the manifest's path and a summary.
     """
     began = time.monotonic()
-    with PartWriter(window, stage=FETCHED, max_part_bytes=max_part_bytes) as writer:
-        writer.write_all(records)
-    figures = _plain(stats)
-    api_total = figures.get("api_total")
-    manifest = Manifest.build(
-        service=service,
-        start=start,
-        end=end,
-        stage=FETCHED,
-        parts=writer.parts,
-        api_total=api_total if isinstance(api_total, int) else None,
-        request_stats=figures,
-    )
-    path = write_manifest(window, manifest)
+    writer = PartWriter(window, stage=FETCHED, max_part_bytes=max_part_bytes)
+    with out_of_space_named(window, lambda: writer.bytes_written, f"{service}'s fetched records"):
+        with writer:
+            writer.write_all(records)
+        figures = _plain(stats)
+        api_total = figures.get("api_total")
+        manifest = Manifest.build(
+            service=service,
+            start=start,
+            end=end,
+            stage=FETCHED,
+            parts=writer.parts,
+            api_total=api_total if isinstance(api_total, int) else None,
+            request_stats=figures,
+        )
+        path = write_manifest(window, manifest)
     return path, _stage_summary(path, manifest, time.monotonic() - began, figures)
 
 
@@ -223,7 +233,8 @@ def flatten_stage(
     folder = source_manifest.parent
     stats = FlattenStats()
     keys = KeyOffsets()
-    with PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes) as writer:
+    writer = PartWriter(window, stage=FLATTENED, max_part_bytes=max_part_bytes)
+    with out_of_space_named(window, lambda: writer.bytes_written, "flattened alerts"), writer:
         for part in source.parts:
             try:
                 alerts: Iterable[dict[str, Any]] = read_part(folder, part)
@@ -258,7 +269,8 @@ def flatten_stage(
         request_stats=source.request_stats,
         extra=extra,
     )
-    path = write_manifest(window, manifest)
+    with out_of_space_named(window, lambda: writer.bytes_written, "flattened alerts"):
+        path = write_manifest(window, manifest)
     return path, _stage_summary(path, manifest, time.monotonic() - began, figures)
 
 
@@ -371,6 +383,8 @@ def ship_stage(
     summary.parts_skipped = len(manifest.parts) - len(pending)
     summary.skipped_delivered_before = sum(part.records for part in manifest.parts if part not in pending)
     delivered_before = resume.delivered_ids() if pending else set()
+    # An acknowledged batch the ledger could not record would be sent again: room for the ledger first.
+    require_space(window, _ledger_bytes(manifest, pending, len(ledgers)), "the delivery ledger of this window")
     tracker = _AckTracker(ledgers)
     sent = DeliveryStats()
     for part, keys in _keyed_parts(manifest, folder, pending):
@@ -386,6 +400,12 @@ def ship_stage(
     summary.elapsed_seconds = round(time.monotonic() - began, 3)
     mark_window_delivered(window, summary.as_dict())
     return summary
+
+
+def _ledger_bytes(manifest: Manifest, pending: list[PartInfo], ledgers: int) -> int:
+    """Room the ledgers of a ship need: each event's key on a line, per ledger, plus a file per part and batch."""
+    events = sum(part.records for part in pending)
+    return ledgers * (events * _LEDGER_BYTES_PER_EVENT + len(pending) * _LEDGER_BYTES_PER_FILE) + _LEDGER_SLACK
 
 
 def _applied_obfuscation(manifest: Manifest, path: StoragePath) -> dict[str, Any] | None:

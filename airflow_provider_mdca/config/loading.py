@@ -22,6 +22,7 @@ from airflow_provider_mdca.config.model import (
     FLATTEN_KEYS,
     KEY_SOURCES,
     CollectorConfig,
+    NotifierSpec,
     ServiceConfig,
 )
 from airflow_provider_mdca.config.schema import check_schema
@@ -205,6 +206,14 @@ def _service_config(name: str, merged: dict[str, _Setting], problems: list[str])
         extra_fields=MappingProxyType(dict(merged["extra_fields"][0])),
         retries=merged["retries"][0],
         retry_delay=get("retry_delay", parse_duration),
+        max_retry_delay=get("max_retry_delay", parse_duration),
+        recovery_horizon=get("recovery_horizon", parse_duration),
+        notify=tuple(
+            NotifierSpec(
+                spec["notifier"], tuple(dict.fromkeys(spec.get("on", ("retry", "failure")))), spec.get("args", {})
+            )
+            for spec in merged["notify"][0]
+        ),
         execution_timeout=get("execution_timeout", _execution_timeout),
         pool=merged["pool"][0],
         max_active_runs=merged["max_active_runs"][0],

@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 from airflow_provider_mdca.config.durations import format_duration
 from airflow_provider_mdca.config.schema import SETTINGS
 from airflow_provider_mdca.config.timeouts import AUTO, TIMED_TASKS, default_timeouts
+from airflow_provider_mdca.recovery import retries_to_cover, retry_span
 from airflow_provider_mdca.services import SERVICES, ExpiredWindow
 from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
@@ -41,8 +42,12 @@ def _builtin_defaults(service: str) -> dict[str, Any]:
         "obfuscation_key_variable": None,
         "tag": None,
         "extra_fields": {},
-        "retries": 3,
+        # Retried through an outage for recovery_horizon, backing off from retry_delay up to max_retry_delay.
+        "retries": AUTO,
         "retry_delay": 60,
+        "max_retry_delay": 900,
+        "recovery_horizon": 86_400,
+        "notify": [],
         # Each task's own bound, from the period and the request budget (config/timeouts.py).
         "execution_timeout": AUTO,
         # One pool for all the DAGs: they share one tenant's 30 requests a minute (the seed: no parallel pulls).
@@ -65,6 +70,23 @@ def _seconds(delta: timedelta) -> int:
 BUILTIN_DEFAULTS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
     {name: MappingProxyType(_builtin_defaults(name)) for name in SERVICES}
 )
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """One ``notify`` entry: an Airflow notifier (or any callable taking the task's context), built when the DAG is.
+
+    ``notifier`` is its dotted import path (``airflow.providers.slack.notifications.slack.SlackNotifier``); ``args``
+    its keyword arguments (a notifier's are templated, e.g. ``text: "{{ ti.dag_id }} ..."``); ``on`` the events
+    that call it: ``retry`` (each failed try that will be retried) and ``failure`` (the run gives up).
+    """
+
+    notifier: str
+    on: tuple[str, ...] = ("retry", "failure")
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"notifier": self.notifier, "on": list(self.on), "args": dict(self.args)}
 
 
 @dataclass(frozen=True)
@@ -100,8 +122,15 @@ class ServiceConfig:
     tag: str
     #: Static fields added to every event (the seed's ``environment`` property).
     extra_fields: Mapping[str, Any]
-    retries: int
+    #: Airflow retries of every task; ``"auto"``: as many as span :attr:`recovery_horizon` (see :attr:`task_retries`).
+    retries: int | Literal["auto"]
+    #: The wait before the first retry; each next one waits twice as long, up to :attr:`max_retry_delay`.
     retry_delay: timedelta
+    max_retry_delay: timedelta
+    #: How long an outage (MDCA, Entra ID, Devo, staging) is ridden out by retries before a run fails.
+    recovery_horizon: timedelta
+    #: Airflow notifiers called when a task is retried or fails (``mdca-collector`` docs: "When things break").
+    notify: tuple[NotifierSpec, ...]
     #: ``"auto"``: each task's own bound (:attr:`task_timeouts`); a duration for every task; None: Airflow's default.
     execution_timeout: timedelta | Literal["auto"] | None
     #: The Airflow pool of the fetch task.
@@ -134,6 +163,20 @@ class ServiceConfig:
         return dict.fromkeys(TIMED_TASKS, self.execution_timeout)
 
     @property
+    def task_retries(self) -> int:
+        """The ``retries`` every task gets: the configured number, or enough to span ``recovery_horizon``."""
+        if isinstance(self.retries, int):
+            return self.retries
+        return retries_to_cover(self.recovery_horizon, self.retry_delay, self.max_retry_delay)
+
+    @property
+    def retry_span(self) -> timedelta:
+        """How long the retries last at least: ``recovery_horizon``, or what an explicit ``retries`` spans."""
+        if self.retries == AUTO:
+            return self.recovery_horizon
+        return retry_span(self.task_retries, self.retry_delay, self.max_retry_delay)
+
+    @property
     def obfuscation_config(self) -> list[dict[str, str]]:
         """The obfuscation rules as plain ``{path, method}`` mappings (what the ship operator takes)."""
         return [{"path": rule.path, "method": rule.method} for rule in self.obfuscation]
@@ -151,6 +194,8 @@ class ServiceConfig:
                 value = value.isoformat().replace("+00:00", "Z")
             elif key == "obfuscation":
                 value = self.obfuscation_config
+            elif key == "notify":
+                value = [spec.as_dict() for spec in self.notify]
             elif isinstance(value, (tuple, Mapping)):
                 value = list(value) if isinstance(value, tuple) else dict(value)
             out[key] = value

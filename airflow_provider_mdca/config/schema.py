@@ -79,8 +79,35 @@ SETTINGS: Final[dict[str, Any]] = {
             "propertyNames": {"x-expected": "a non-empty field name", "minLength": 1},
             "additionalProperties": _SCALAR,
         },
-        "retries": {"type": "integer", "minimum": 0},
+        "retries": {
+            "x-expected": "a number of retries (0 or more), or 'auto' (as many as span recovery_horizon)",
+            "anyOf": [{"type": "integer", "minimum": 0}, {"const": "auto"}],
+        },
         "retry_delay": _DURATION,
+        "max_retry_delay": _DURATION,
+        "recovery_horizon": _DURATION,
+        "notify": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "x-expected": "a mapping with notifier (a dotted import path), and optionally on and args",
+                "additionalProperties": False,
+                "required": ["notifier"],
+                "properties": {
+                    "notifier": {
+                        "x-expected": "a dotted import path, e.g. a.module.SomeNotifier",
+                        "type": "string",
+                        "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+                    },
+                    "on": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"x-expected": "'retry' or 'failure'", "enum": ["retry", "failure"]},
+                    },
+                    "args": {"type": "object"},
+                },
+            },
+        },
         "execution_timeout": {
             "x-expected": "a duration, 'auto' (each task's own bound, from the period) or null (Airflow's default)",
             "anyOf": [*_DURATION["anyOf"], {"const": "auto"}, {"type": "null"}],

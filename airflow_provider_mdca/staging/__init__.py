@@ -68,10 +68,14 @@ from airflow_provider_mdca.staging.retention import (
     mark_window_delivered,
     remove_window,
 )
+from airflow_provider_mdca.staging.space import StagingFullError, out_of_space_named, require_space
 from airflow_provider_mdca.staging.storage import P as P  # the path type variable: not in __all__, but imported
 from airflow_provider_mdca.staging.storage import StoragePath
 
 __all__ = [
+    "StagingFullError",
+    "out_of_space_named",
+    "require_space",
     "DEFAULT_MAX_PART_BYTES",
     "DELIVERED_NAME",
     "LEDGER_DIR",

@@ -80,6 +80,11 @@ class PartWriter(Generic[P]):
         """How many records were written so far."""
         return sum(part.records for part in self._parts) + (self._current.records if self._current else 0)
 
+    @property
+    def bytes_written(self) -> int:
+        """Uncompressed bytes written so far, the part in flight included (what a full disk error reports)."""
+        return sum(part.bytes for part in self._parts) + (self._current.size if self._current else 0)
+
     def __enter__(self) -> PartWriter[P]:
         return self
 

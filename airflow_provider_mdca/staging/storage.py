@@ -57,7 +57,7 @@ class StoragePath(Protocol):
     def rename(self: P, target: P) -> P: ...
 
 
-def _local(path: StoragePath) -> str | None:
+def local_path(path: StoragePath) -> str | None:
     """The OS path when ``path`` is on this machine's disk (``Path``, or a local or ``file://`` UPath), else None.
 
     Local files get owner-only modes and an fsync before their rename; object stores have neither.
@@ -74,7 +74,7 @@ def _local(path: StoragePath) -> str | None:
 
 
 def make_dirs(folder: StoragePath) -> None:
-    local = _local(folder)
+    local = local_path(folder)
     if local is None:
         folder.mkdir(parents=True, exist_ok=True)
     else:
@@ -100,7 +100,7 @@ def _make_private_dirs(path: str) -> None:
 
 def create_file(path: StoragePath) -> IO[bytes]:
     """A new file for writing; on a local disk created 0600 from the start (no window where others could open it)."""
-    local = _local(path)
+    local = local_path(path)
     if local is None:
         handle: IO[bytes] = path.open("wb")
         return handle
@@ -110,13 +110,13 @@ def create_file(path: StoragePath) -> IO[bytes]:
 
 def sync_file(path: StoragePath, handle: IO[bytes]) -> None:
     # Without an fsync a power cut after the rename may leave a complete-looking name over incomplete data.
-    if _local(path) is not None:
+    if local_path(path) is not None:
         handle.flush()
         os.fsync(handle.fileno())
 
 
 def replace_file(source: StoragePath, target: StoragePath) -> None:
-    local_source, local_target = _local(source), _local(target)
+    local_source, local_target = local_path(source), local_path(target)
     if local_source is not None and local_target is not None:
         os.replace(local_source, local_target)  # atomic, and unlike Path.rename it overwrites on Windows too
     else:
@@ -181,7 +181,7 @@ def check_private_folder(folder: StoragePath, what: str, *, follow: bool = False
 
     :raises UnsafeLocationError: naming the folder and what is wrong with it.
     """
-    local = _local(folder)
+    local = local_path(folder)
     if local is None:
         return
     try:
@@ -208,7 +208,7 @@ def check_private_folder(folder: StoragePath, what: str, *, follow: bool = False
 
 def is_link(path: StoragePath) -> bool:
     """Whether ``path`` is a symbolic link on a local disk (never on an object store)."""
-    local = _local(path)
+    local = local_path(path)
     return local is not None and os.path.islink(local)
 
 
@@ -218,7 +218,7 @@ def remove_tree(path: StoragePath) -> None:
     On a local disk a folder goes through :func:`shutil.rmtree`, which does not follow links inside it (and works on
     file descriptors, so a link swapped in meanwhile is not followed either).
     """
-    local = _local(path)
+    local = local_path(path)
     if local is None:
         _remove_object_tree(path)
         return

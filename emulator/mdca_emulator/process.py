@@ -119,7 +119,7 @@ class EmulatorProcess:
             "extra": {
                 "transport": "tls",
                 "cert": devo["client_cert"],
-                "key": devo["client_key"],
+                "private_key": devo["client_key"],
                 "chain": devo["ca_bundle"],
             },
         }

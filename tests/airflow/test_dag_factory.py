@@ -329,3 +329,25 @@ def test_a_dag_can_take_another_id_for_a_second_collector():
     config = parse_collector_config({"defaults": {"historic_date_utc": "2026-11-01"}})
     dag = build_dag(config.services["alerts"], dag_id="mdca_alerts_tenant_b")
     assert dag.dag_id == "mdca_alerts_tenant_b" and "--dag-id mdca_alerts_tenant_b" in dag.doc_md
+
+
+def test_every_task_rides_out_a_day_of_outage_with_backoff_and_reports_it(default_bag):
+    # Issue 15: three fixed one-minute retries left a window undelivered after a few minutes of Devo outage.
+    for dag in default_bag.dags.values():
+        for task in scheduler_view(dag).tasks:
+            assert task.retries == 99, (dag.dag_id, task.task_id, task.retries)
+            assert task.retry_delay == timedelta(minutes=1) and task.max_retry_delay == timedelta(minutes=15)
+            assert task.retry_exponential_backoff == _compat.EXPONENTIAL_BACKOFF
+        ship = dag.get_task("ship")
+        assert ship.on_retry_callback and ship.on_failure_callback and ship.on_success_callback
+
+
+def test_a_notifier_that_cannot_be_imported_is_an_import_error_naming_its_entry(configured_bag):
+    bag = configured_bag(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01"},
+            "services": {"files": {"notify": [{"notifier": "no_such_module.SlackNotifier", "on": ["failure"]}]}},
+        }
+    )
+    (message,) = bag.import_errors.values()
+    assert "services.files.notify[0].notifier: cannot import 'no_such_module.SlackNotifier'" in message

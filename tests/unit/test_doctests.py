@@ -20,6 +20,7 @@ MODULES = [
     "airflow_provider_mdca.staging",
     "airflow_provider_mdca.event_keys",
     "airflow_provider_mdca.config.durations",
+    "airflow_provider_mdca.recovery",
 ]
 
 
