@@ -1,11 +1,11 @@
 """A Devo outage longer than the old retries, on a live Airflow 3 scheduler: it heals by itself, or says what to run.
 
 The collector's own DAG file runs activities and files in one-minute windows. From a window's end, the Devo relay
-refuses every connection for OUTAGE (60 s): longer than the sender's own retries and, scaled as the windows are,
-than what Airflow's 3 fixed retries used to cover (before recovery_horizon such a window failed, stayed out of Devo,
-and nothing re-shipped it).
+refuses every connection for a minute or more (until the files window has failed): longer than the sender's own
+retries and, scaled as the windows are, than what Airflow's 3 fixed retries used to cover (before recovery_horizon
+such a window failed, stayed out of Devo, and nothing re-shipped it).
 
-- activities: ``recovery_horizon`` 3 minutes (the default is a day; scaled down as the windows are). Its ship is
+- activities: ``recovery_horizon`` 6 minutes (the default is a day; scaled down as the windows are). Its ship is
   retried with backoff through the outage and delivers when Devo is back; the runs behind wait, then follow in
   order. No run fails and nobody touches Airflow: every activity stored in the windows is in Devo exactly once.
 - files: ``recovery_horizon`` 20 s, shorter than the outage. Its window fails past the horizon, logging loudly that

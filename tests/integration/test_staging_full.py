@@ -87,9 +87,7 @@ def test_a_fetch_that_fills_the_disk_names_it_keeps_nothing_half_written_and_com
     assert summary.records == len(expected) > 3_000 and manifest.exists()
 
 
-def test_a_ship_without_room_for_its_ledger_sends_nothing_then_delivers_each_event_once(
-    small_disk, devo, monkeypatch
-):
+def test_a_ship_without_room_for_its_ledger_sends_nothing_then_delivers_each_event_once(small_disk, devo, monkeypatch):
     window = window_dir(small_disk.path, "alerts", START, END)
     small_disk.resize(8 * 1024)
     events = ({"_id": f"alert{i:06d}", "title": "Mass download", "n": i} for i in range(20_000))

@@ -207,3 +207,21 @@ def test_undelivered_lists_failed_windows_and_clears_them_per_dag() -> None:
     lines.clear()
     report([], lines.append)
     assert "Every window" in lines[0]
+
+
+def test_undelivered_reads_airflow_2_runs_by_their_execution_date(monkeypatch) -> None:
+    from airflow_provider_mdca import _compat
+
+    monkeypatch.setattr(_compat, "AIRFLOW_V3", False)
+    config = parse_collector_config(
+        {"defaults": {"historic_date_utc": "2026-12-01", "enabled": False}, "services": {"files": {"enabled": True}}}
+    )
+    asked: list[list[str]] = []
+    row = {"dag_id": "mdca_files", "run_id": "scheduled__x", "state": "failed", "execution_date": START.isoformat()}
+
+    def airflow(args: Any) -> str:
+        asked.append(list(args))
+        return json.dumps([row])
+
+    assert [w.start for w in failed_windows(config, airflow)] == [START]
+    assert asked[0][:4] == ["dags", "list-runs", "-d", "mdca_files"]
