@@ -83,6 +83,11 @@ class MdcaClient:
         self._entra: EntraIdAuth | None = None
         self._legacy: LegacyTokenAuth | None = None
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """The tenant's request budget as this client spends it (see :meth:`RateLimiter.hand_over`)."""
+        return self._limiter
+
     def __repr__(self) -> str:
         return f"MdcaClient(base_url={self.config.base_url!r}, tenant_id={self.config.tenant_id!r})"
 

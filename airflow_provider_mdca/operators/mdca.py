@@ -9,6 +9,7 @@ from airflow_provider_mdca._compat import BaseOperator, Context
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_base
 from airflow_provider_mdca.pipeline import fetch_to_stage
+from airflow_provider_mdca.request_budget import SharedRequestBudget, tenant_key
 from airflow_provider_mdca.services import ExpiredWindow, get_service
 from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES, window_dir
 
@@ -90,21 +91,29 @@ class MdcaFetchOperator(BaseOperator):
         start, end = context["data_interval_start"], context["data_interval_end"]
         if start is None or end is None:
             raise ValueError(f"{self.service_name}: the run has no data interval; use an interval timetable")
-        window = window_dir(staging_base(self.staging_url, self.staging_conn_id), self.service_name, start, end)
+        base = staging_base(self.staging_url, self.staging_conn_id)
+        window = window_dir(base, self.service_name, start, end)
         hook = MdcaHook(mdca_conn_id=self.mdca_conn_id)
+        client = hook.get_conn()
+        # The tenant's 30 requests a minute are shared with the fetch that ran before this one (any service).
+        budget = SharedRequestBudget(base, tenant_key(client.config.base_url, client.config.tenant_id))
+        client.limiter.take_over(budget.load())
         self.log.info("Fetching %s for the window [%s, %s) into %s", self.service_name, start, end, window)
-        records = hook.fetch(
-            self.service_name, start, end, page_size=self.page_size, on_expired_window=self.on_expired_window
-        )
-        manifest, summary = fetch_to_stage(
-            records,
-            window,
-            service=self.service_name,
-            start=start,
-            end=end,
-            stats=records.stats,
-            max_part_bytes=self.max_part_bytes,
-        )
+        try:
+            records = hook.fetch(
+                self.service_name, start, end, page_size=self.page_size, on_expired_window=self.on_expired_window
+            )
+            manifest, summary = fetch_to_stage(
+                records,
+                window,
+                service=self.service_name,
+                start=start,
+                end=end,
+                stats=records.stats,
+                max_part_bytes=self.max_part_bytes,
+            )
+        finally:
+            budget.save(client.limiter.hand_over())
         stats = records.stats
         self.log.info("%s", stats.summary())
         self.log.info(

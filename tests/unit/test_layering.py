@@ -28,6 +28,9 @@ import pytest
         "airflow_provider_mdca.staging",
         "airflow_provider_mdca.pipeline",
         "airflow_provider_mdca.config",
+        "airflow_provider_mdca.recovery",
+        "airflow_provider_mdca.callbacks",
+        "airflow_provider_mdca.request_budget",
     ],
 )
 def test_module_imports_no_airflow(module):
