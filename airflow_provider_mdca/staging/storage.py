@@ -119,8 +119,24 @@ def replace_file(source: StoragePath, target: StoragePath) -> None:
     local_source, local_target = local_path(source), local_path(target)
     if local_source is not None and local_target is not None:
         os.replace(local_source, local_target)  # atomic, and unlike Path.rename it overwrites on Windows too
+        _sync_folder(os.path.dirname(local_target))
     else:
         source.rename(target)
+
+
+def _sync_folder(folder: str) -> None:
+    # The rename is in the folder's entry table: without this a power cut may lose it (a ledger entry, a manifest),
+    # which at worst sends a batch again, never loses one. Not every platform can open a folder for an fsync.
+    try:
+        descriptor = os.open(folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def discard_file(path: StoragePath) -> None:

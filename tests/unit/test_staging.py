@@ -875,3 +875,19 @@ def test_the_module_imports_no_airflow() -> None:
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_file_renamed_into_place_has_its_folder_synced_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A power cut after the rename but before the folder's entry reaches the disk would lose a ledger entry.
+    from airflow_provider_mdca.staging.storage import write_atomically
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_atomically(tmp_path / "ledger-entry.json", b"{}")
+    assert synced[-1] == str(tmp_path) and (tmp_path / "ledger-entry.json").read_bytes() == b"{}"
