@@ -2,9 +2,10 @@
 # a bootstrap venv with a pinned uv, then one environment per Airflow line from its committed lock.
 #   make demo              the collector end to end against the bundled emulators
 #   make test              the whole test suite (AIRFLOW=2 for the Airflow 2.11 line); installs Debian's PostgreSQL
-#                          server first when missing (as root: make postgres-server)
+#                          and Redis servers first when missing (as root: make postgres-server redis-server)
 #   make lint              ruff + mypy
 #   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost
+#   make faults            the fault matrix at full size: one row per fault, exit 1 if one loses, doubles or needs a human
 #   make lock              recompile the locks after a dependency change
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-af2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint format bench lock clean postgres-server
+.PHONY: env demo test lint format bench faults lock clean postgres-server redis-server
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,7 +38,7 @@ demo:
 	@$(MAKE) --no-print-directory env AIRFLOW=3
 	.venv/bin/python scripts/demo.py $(DEMO_ARGS)
 
-test: $(VENV)/.synced node_modules/.bin/azurite-blob postgres-server
+test: $(VENV)/.synced node_modules/.bin/azurite-blob postgres-server redis-server
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # PostgreSQL's server for the end-to-end backfill with Airflow's metadata on PostgreSQL: the test starts its own
@@ -51,6 +52,20 @@ postgres-server:
 	else \
 		echo "make test needs PostgreSQL's server (no initdb/postgres under /usr/lib/postgresql/*/bin): as root," \
 			"apt-get install -y --no-install-recommends postgresql (Debian's package), then make test again" >&2; \
+		exit 1; \
+	fi
+
+# Redis's server, the Celery broker of the end-to-end CeleryExecutor cluster (tests/e2e/test_celery_cluster.py): the
+# test starts its own on 127.0.0.1 from Debian's binary (tests/harness/redis_server.py). Installed when missing, as
+# PostgreSQL's server above; the test fails without it, it is never skipped.
+redis-server:
+	@if [ -x /usr/bin/redis-server ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's Redis server for tests/e2e (apt-get install redis-server)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; \
+	else \
+		echo "make test needs Redis's server (no /usr/bin/redis-server): as root," \
+			"apt-get install -y --no-install-recommends redis-server (Debian's package), then make test again" >&2; \
 		exit 1; \
 	fi
 
@@ -74,6 +89,12 @@ bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_ship.py
 	$(VENV)/bin/python bench/bench_pipeline.py $(PIPELINE_ARGS)
 	$(VENV)/bin/python bench/bench_late.py $(LATE_ARGS)
+
+# The fault matrix (bench/faults.py): the in-task cases of tests/harness/fault_matrix.py at full size, plus the SIGKILL
+# and Devo-outage cases of tests/harness/crashes.py and outages.py (a live Airflow 3 on SQLite: nothing to install).
+# FAULTS_ARGS=--quick for the test suite's size, --only NAME for one case, --list for the names.
+faults: $(VENV)/.synced
+	$(VENV)/bin/python bench/faults.py $(FAULTS_ARGS)
 
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml requirements/airflow3.in --extra test --extra dev --universal \

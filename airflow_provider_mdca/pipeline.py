@@ -45,6 +45,7 @@ from airflow_provider_mdca.staging import (
     stage_dir,
     write_manifest,
 )
+from airflow_provider_mdca.staging.lease import WindowLease
 from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, FlattenStats
 from airflow_provider_mdca.transforms.flatten_json import AlertLines, flatten_alerts_json_by_alert
 from airflow_provider_mdca.transforms.obfuscate import Obfuscator
@@ -346,6 +347,7 @@ def ship_stage(
     extra_fields: Mapping[str, Any] | None = None,
     reship_run: str | None = None,
     attempt: int | None = None,
+    lease: Mapping[str, Any] | None = None,
 ) -> ShipSummary:
     """Ship the events staged at ``manifest_path`` to ``tag``, each once, and mark the window delivered.
 
@@ -357,12 +359,35 @@ def ship_stage(
     applied twice). A rule that reached no field in the window, here or before flattening, is warned about and
     listed in the summary's ``obfuscation_unmatched``.
 
+    Only one shipper ships a window at a time: another waits for its :class:`~.staging.lease.WindowLease` (``lease``:
+    its keyword arguments, e.g. ``ttl``), then reads the ledger it completed and sends only what is left.
+
     :raises DeliveryError: delivery failed after the sender's retries; what was acknowledged stays in the ledger.
     """
     began = time.monotonic()
     manifest = read_manifest(manifest_path)
     window = window_of(manifest_path)
+    # One shipper at a time per window, and the ledger read only once it holds the window (staging/lease.py).
+    with WindowLease(window, **(lease or {})) as held:
+        summary = _ship_held(manifest, window, sink, held, tag, obfuscator, extra_fields, reship_run, attempt)
+        summary.elapsed_seconds = round(time.monotonic() - began, 3)
+        mark_window_delivered(window, summary.as_dict())
+    return summary
+
+
+def _ship_held(
+    manifest: Manifest,
+    window: P,
+    sink: EventSink,
+    lease: WindowLease,
+    tag: str,
+    obfuscator: Obfuscator | None,
+    extra_fields: Mapping[str, Any] | None,
+    reship_run: str | None,
+    attempt: int | None,
+) -> ShipSummary:
     folder = stage_dir(window, manifest.stage)
+    manifest_path = folder / MANIFEST_NAME
     main = DeliveryLedger(window, attempt=attempt)
     ledgers: list[DeliveryLedger[Any]] = [main]
     if reship_run is not None:
@@ -389,7 +414,7 @@ def ship_stage(
     sent = DeliveryStats()
     for part, keys in _keyed_parts(manifest, folder, pending):
         keyed = ((keys.key(record), record) for record in read_part(folder, part))
-        shippable = _new_events(keyed, delivered_before, tracker, summary, extra_fields, obfuscator)
+        shippable = _new_events(keyed, delivered_before, tracker, summary, extra_fields, obfuscator, lease.check)
         sent.add(sink.send(tag, shippable, on_batch=tracker.on_batch))
         for ledger in ledgers:
             ledger.mark_part_delivered(manifest.stage, part)
@@ -397,8 +422,6 @@ def ship_stage(
     _warn_unmatched(summary.obfuscation_unmatched, manifest, "events shipped")
     summary.delivered = tracker.acknowledged
     summary.bytes, summary.batches, summary.retries = sent.bytes, sent.batches, sent.retries
-    summary.elapsed_seconds = round(time.monotonic() - began, 3)
-    mark_window_delivered(window, summary.as_dict())
     return summary
 
 
@@ -477,8 +500,10 @@ def _new_events(
     summary: ShipSummary,
     extra_fields: Mapping[str, Any] | None,
     obfuscator: Obfuscator | None,
+    still_held: Callable[[], None],
 ) -> Iterator[dict[str, Any]]:
     for key, record in events:
+        still_held()  # a shipper that lost the window's lease sends nothing more
         if key in delivered_before:
             summary.skipped_delivered_before += 1
             continue

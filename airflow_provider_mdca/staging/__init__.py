@@ -17,6 +17,9 @@ Layout, on any path with the ``pathlib.Path`` API (a local ``Path``, or Airflow'
             attempt-0001-<uuid>-000001.ids          ids of one acknowledged batch, one per line
             attempt-0001-<uuid>-000002.part.json    one part fully delivered (resume point)
         delivered.json                              the whole window is delivered: retention may delete it
+        ship.lease                                  held by the one ship sending the window (staging/lease.py)
+    <base>/<service>/_outage.json                   what is down for the service, since when (recovery.py)
+    <base>/_request_budget/<tenant hash>.json       when the tenant's next request may start (request_budget.py)
 
 >>> from datetime import datetime, timezone
 >>> from pathlib import PurePosixPath

@@ -109,6 +109,27 @@ def uncomment(text: str, keys: Iterable[str]) -> str:
     return out
 
 
+def env_file_paths(service: Mapping[str, Any]) -> list[str]:
+    """The files a service's ``env_file`` names (a string, or a list of strings or of ``{path: ...}``), in order."""
+    entries = service.get("env_file") or []
+    if isinstance(entries, str):
+        entries = [entries]
+    return [entry["path"] if isinstance(entry, dict) else str(entry) for entry in entries]
+
+
+def with_env_files(data: Mapping[str, Any], base: Path = REPO) -> dict[str, Any]:
+    """The Compose file with each service's ``env_file`` folded into its ``environment``, as Compose sets up a
+    container: the files' values in order, then ``environment`` on top (it wins a key both set)."""
+    services = {}
+    for name, service in data["services"].items():
+        environment: dict[str, Any] = {}
+        for path in env_file_paths(service):
+            environment.update(parse_env_file((base / path).read_text(encoding="utf-8")))
+        environment.update(service.get("environment") or {})
+        services[name] = {**service, "environment": environment}
+    return {**data, "services": services}
+
+
 # -- volumes and ports, short syntax --------------------------------------------------------------------------------
 
 

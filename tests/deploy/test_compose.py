@@ -34,6 +34,7 @@ from tests.deploy.support import (
     parse_env_file,
     uncomment,
     variables,
+    with_env_files,
 )
 
 NOT_AIRFLOW = {"postgres", "redis", "mdca-emulator"}
@@ -86,8 +87,8 @@ def user_env(*uncommented: str) -> dict[str, str]:
 
 
 def resolved(env: dict[str, str]) -> dict[str, Any]:
-    data: dict[str, Any] = interpolate(raw_compose(), env)
-    return data
+    """The Compose file as Compose resolves it: ``${...}`` from ``env``, each service's ``env_file`` folded in."""
+    return with_env_files(interpolate(raw_compose(), env))
 
 
 @pytest.fixture(scope="module")

@@ -301,6 +301,7 @@ class AirflowStack:
                 # Write-ahead logging: readers (the UI, the scheduler's queries) no longer block the one writer.
                 with contextlib.closing(sqlite3.connect(self.database)) as db:
                     db.execute("PRAGMA journal_mode=WAL")
+            self._migrated()
             if self.v3:
                 for component in ("scheduler", "dag-processor", "triggerer"):
                     self._spawn(component, [component])
@@ -319,7 +320,18 @@ class AirflowStack:
             raise
         return self
 
-    def _spawn(self, name: str, args: Sequence[str]) -> None:
+    def _migrated(self) -> None:
+        """Called by :meth:`start` once the database is migrated, before the components start: a subclass starts
+        here what needs only the database (e.g. Celery workers, which then warm up beside the components)."""
+
+    def _spawn(
+        self, name: str, args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        """Start ``airflow <args>`` in its own process group, watched as ``name``.
+
+        ``env`` and ``cwd`` replace the stack's environment and home for this process (e.g. a Celery worker with a
+        home of its own, :mod:`tests.harness.celery_cluster`); the environment should keep the stack's marker.
+        """
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps its copy; ours closes below
         try:
             self._procs[name] = subprocess.Popen(
@@ -327,8 +339,8 @@ class AirflowStack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.home,
+                env=dict(env) if env is not None else self.env,
+                cwd=cwd or self.home,
                 start_new_session=True,
             )
         finally:
@@ -363,6 +375,24 @@ class AirflowStack:
                     f"airflow {name} exited with {proc.returncode}; last lines of {self.log_dir / name}.log:\n"
                     + _tail(self.log_dir / f"{name}.log", 40)
                 )
+
+    def crash(self, name: str) -> int:
+        """SIGKILL the process group of one running component, as a crash would (no shutdown); its group id.
+
+        Processes that left the group are not touched: the task processes of the scheduler's LocalExecutor each run
+        in a group of their own (tests/harness/crashes.py kills them too). Start the component again with
+        :meth:`launch`; until then the stack counts as not alive.
+        """
+        proc = self._procs[name]
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.note(f"{name} (process group {proc.pid}) killed with SIGKILL")
+        return proc.pid
+
+    def launch(self, name: str, *args: str) -> None:
+        """Start the component ``name`` (``airflow <args>``, default ``airflow <name>``), e.g. again after a crash."""
+        self._spawn(name, list(args) or [name])
+        self.note(f"{name} started (pid {self._procs[name].pid})")
 
     # -- stopping ------------------------------------------------------------------------------------------
 
