@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,19 @@ def devo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevoEmulator]:
 @pytest.fixture(scope="module")
 def api_pool(airflow_db: Path) -> str:
     """The fetch tasks' pool, created as the README tells a deployment to (idempotent: the database is shared)."""
-    subprocess.run(
-        [str(BIN / "airflow"), "pools", "set", "mdca_api", "1", "MDCA API"],
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    return "mdca_api"
+    # The database is shared with the run's other workers: SQLite may refuse a write while one of them writes.
+    for attempt in range(1, 6):
+        result = subprocess.run(
+            [str(BIN / "airflow"), "pools", "set", "mdca_api", "1", "MDCA API"],
+            check=False,
+            timeout=300,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            return "mdca_api"
+        time.sleep(attempt)
+    raise AssertionError(f"airflow pools set failed 5 times:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
 def mdca_connection(emulator: EmulatorServer, tenant: TenantConfig, **extra: Any) -> dict[str, Any]:
