@@ -158,11 +158,12 @@ def test_a_window_read_again_later_reads_the_same_records(emulator, make_tenant,
     # however much later, so the delivery ledger has nothing new to send and nothing is lost.
     tenant = make_tenant(activities=rate(1_500), files=rate(200))
     client = make_client(tenant)
-    start, end = WINDOWS[3], WINDOWS[4]
-    first = {s: sorted(r["_id"] for r in client.fetch(s, start, end)) for s in ("activities", "files")}
+    # Files are stored at MDCA's scans, every 4 hours: their window spans the six hours, which hold one at least.
+    spans = {"activities": (WINDOWS[3], WINDOWS[4]), "files": (START, END)}
+    first = {s: sorted(r["_id"] for r in client.fetch(s, *span)) for s, span in spans.items()}
     emulator.set_now(emulator.now_ms(tenant.tenant_id) + 3 * 86_400_000, tenant_id=tenant.tenant_id)  # 3 days on
     try:
-        again = {s: sorted(r["_id"] for r in client.fetch(s, start, end)) for s in ("activities", "files")}
+        again = {s: sorted(r["_id"] for r in client.fetch(s, *span)) for s, span in spans.items()}
     finally:
         emulator.set_now(None, tenant_id=tenant.tenant_id)
     assert first == again and first["activities"] and first["files"]
