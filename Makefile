@@ -5,6 +5,7 @@
 #                          and Redis servers first when missing (as root: make postgres-server redis-server)
 #   make lint              ruff + mypy
 #   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost
+#   make bench-catchup     a backlog caught up on a real Airflow 3 at MDCA's pace, and live windows' freshness
 #   make faults            the fault matrix at full size: one row per fault, exit 1 if one loses, doubles or needs a human
 #   make lock              recompile the locks after a dependency change
 
@@ -17,7 +18,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-af2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint format bench faults lock clean postgres-server redis-server
+.PHONY: env demo test lint format bench bench-catchup faults lock clean postgres-server redis-server
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -25,10 +26,14 @@ $(UV):
 
 # The stamp is rebuilt whenever the lock or the metadata of either project changes. Both are installed editable: the
 # provider and the emulators (emulator/, the mdca-emulator distribution the tests, the demo and the benchmarks use).
+# Bytecode is compiled at install, as pip does for the Docker image: every Airflow task is a process that imports
+# Airflow and the provider, and where PYTHONDONTWRITEBYTECODE is set nothing would ever cache the compiled modules
+# (each task compiled Airflow's sources again, seconds of CPU).
 $(VENV)/.synced: $(LOCK) pyproject.toml emulator/pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet $(LOCK)
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet --compile-bytecode $(LOCK)
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e . -e ./emulator
+	$(VENV)/bin/python -m compileall -q airflow_provider_mdca emulator/mdca_emulator
 	touch $@
 
 env: $(VENV)/.synced
@@ -89,6 +94,12 @@ bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_ship.py
 	$(VENV)/bin/python bench/bench_pipeline.py $(PIPELINE_ARGS)
 	$(VENV)/bin/python bench/bench_late.py $(LATE_ARGS)
+
+# Catch-up at the API's pace (bench/bench_catchup.py): 100 windows a windowed service behind, caught up by a real
+# Airflow 3 (SQLite) against the emulators at 30 requests a minute, then live one-minute windows; the provider's DAG
+# shape and the classic one (bench/classic_shape.py). About an hour. CATCHUP_ARGS="--windows 20 --shapes current".
+bench-catchup: $(VENV)/.synced
+	.venv/bin/python bench/bench_catchup.py $(CATCHUP_ARGS)
 
 # The fault matrix (bench/faults.py): the in-task cases of tests/harness/fault_matrix.py at full size, plus the SIGKILL
 # and Devo-outage cases of tests/harness/crashes.py and outages.py (a live Airflow 3 on SQLite: nothing to install).

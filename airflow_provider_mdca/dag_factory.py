@@ -3,18 +3,25 @@
 Each DAG reads one service window after window; the data interval is the window, so Airflow's run history is the
 collector's persistence::
 
-    wait_for_lag -> fetch -> [flatten, alerts only] -> ship -> cleanup
+    fetch -> [flatten, alerts only] -> ship
 
 - ``schedule``: :class:`DeltaDataIntervalTimetable` of the service's period. An interval timetable, because Airflow 3's
   plain timedelta and cron schedules give ``data_interval_start == data_interval_end``: an empty window.
 - ``start_date`` is ``historic_date_utc`` and catchup is on: a scheduler that was down catches up every missed window,
   and moving the date earlier then backfilling re-ingests history (the seed collector's persistence reset).
-- ``wait_for_lag`` defers until ``data_interval_end + lag`` (records reach MDCA a little late); it passes at once for
-  old windows, so backfills do not wait.
-- ``fetch`` runs in the shared pool (default ``mdca_api``): every service's DAG shares one tenant's request budget.
+- ``fetch`` reads the window no sooner than its end + ``lag`` (records reach MDCA a little late): a live window's
+  fetch defers itself to the triggerer until then; an old window's is read at once, so catch-ups and backfills do not
+  wait. It runs in the shared pool (default ``mdca_api``): every service's DAG shares one tenant's request budget.
 - ``ship`` delivers each record of the window once; the run param ``reship`` delivers the window again.
+- ``max_active_runs`` (default 4 for a windowed service): during a catch-up the next window's fetch waits in the pool
+  while the one before it fetches and earlier windows flatten and ship, so MDCA's 30 requests a minute, not Airflow's
+  per-task overhead, set the pace.
 - Every task has an ``execution_timeout`` (``execution_timeout`` in the config; by default each task's own bound,
   :mod:`airflow_provider_mdca.config.timeouts`): a task that hangs fails, and a stuck fetch frees the pool slot.
+
+Retention is one periodic DAG for all services (:func:`build_retention_dag`, ``mdca_staging_retention``, hourly):
+removing delivered windows older than ``retention`` is not a window's work, and a task per window would cost each
+window a task instance.
 
 Building a DAG touches no connection, Variable or network: the operators read their connections when they run.
 """
@@ -24,8 +31,6 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 from typing import Any
-
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 
 from airflow_provider_mdca._compat import DAG, EXPONENTIAL_BACKOFF, DeltaDataIntervalTimetable, Param
 from airflow_provider_mdca.callbacks import OutageCallbacks, build_notifiers
@@ -37,12 +42,13 @@ from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
 from airflow_provider_mdca.operators.mdca import MdcaFetchOperator, fetch_operator
 from airflow_provider_mdca.services import SERVICES
 
-__all__ = ["build_dag", "build_dags"]
+__all__ = ["RETENTION_DAG_ID", "RETENTION_INTERVAL", "build_dag", "build_dags", "build_retention_dag"]
 
-# The lag sensor defers to the triggerer, so a long wait holds no worker slot. Its timeout only has to cover the lag
-# itself plus the time a busy scheduler may take to start the task; an hour of slack is far beyond that.
-_SENSOR_SLACK = timedelta(hours=1)
-_SENSOR_POKE = timedelta(seconds=30)  # used only if the operator falls back to poking (deferral unavailable)
+#: The DAG that removes delivered windows older than each service's ``retention`` from staging.
+RETENTION_DAG_ID = "mdca_staging_retention"
+#: How often it runs: staging holds at most an hour more than the retention.
+RETENTION_INTERVAL = timedelta(hours=1)
+_RETENTION_RETRIES = 3
 
 _RESHIP_HELP = (
     "Deliver this window to Devo again, even the records a previous run already delivered. Leave off for a "
@@ -51,15 +57,19 @@ _RESHIP_HELP = (
 
 
 def build_dags(config: CollectorConfig) -> dict[str, DAG]:
-    """The DAGs of the enabled services, by DAG id (``mdca_<service>``).
+    """The DAGs of the enabled services (``mdca_<service>``) and the retention DAG, by DAG id.
 
     The DAG file does ``globals().update(build_dags(config))`` so that Airflow finds them.
     """
-    return {service.dag_id: build_dag(service) for service in config.enabled.values()}
+    services = list(config.enabled.values())
+    dags = {service.dag_id: build_dag(service) for service in services}
+    if services:
+        dags[RETENTION_DAG_ID] = build_retention_dag(services)
+    return dags
 
 
 def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
-    """The DAG of one service: wait for the lag, fetch, flatten (alerts), ship, clean up.
+    """The DAG of one service: fetch (after the lag), flatten (alerts), ship.
 
     :param dag_id: default ``mdca_<service>``; another id lets one Airflow run several collectors (e.g. tenants).
     """
@@ -80,13 +90,36 @@ def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
     ) as dag:
         timeouts = _timeouts(service)
         fetch = _fetch_task(service, **timeouts["fetch"])
-        _wait_task(service) >> fetch
         # XCom carries only the manifest's location; the XComArg also sets the upstream.
         staged: Any = fetch
         if service.flatten:
             staged = _flatten_task(service, fetch.output, **timeouts["flatten"])
-        ship = _ship_task(service, staged.output, **timeouts["ship"])
-        staged >> ship >> _cleanup_task(service, **timeouts["cleanup"])
+        _ship_task(service, staged.output, **timeouts["ship"])
+    return dag
+
+
+def build_retention_dag(services: list[ServiceConfig], *, dag_id: str = RETENTION_DAG_ID) -> DAG:
+    """Every ``RETENTION_INTERVAL``, remove each service's delivered windows older than its ``retention``.
+
+    One task per service (``cleanup_<service>``), each on that service's staging. Undelivered windows stay however
+    old. No catchup: one sweep covers every hour the scheduler missed.
+    """
+    if not services:
+        raise ValueError("the retention DAG needs at least one service")
+    starts = [service.historic_date_utc for service in services if service.historic_date_utc is not None]
+    with DAG(
+        dag_id=dag_id,
+        description="Removes delivered windows older than each service's retention from staging",
+        doc_md=_retention_doc_md(services),
+        schedule=RETENTION_INTERVAL,
+        start_date=min(starts),
+        catchup=False,
+        max_active_runs=1,
+        tags=sorted({"mdca", "maintenance", *(tag for service in services for tag in service.tags)}),
+        default_args={"retries": _RETENTION_RETRIES, "retry_delay": RETENTION_INTERVAL / 12},
+    ) as dag:
+        for service in services:
+            _cleanup_task(service, **_timeouts(service)["cleanup"])
     return dag
 
 
@@ -124,22 +157,6 @@ def _timeouts(service: ServiceConfig) -> dict[str, dict[str, Any]]:
     }
 
 
-def _wait_task(service: ServiceConfig) -> TimeDeltaSensor:
-    bound = service.lag + _SENSOR_SLACK
-    # Bounded by its own timeout; its execution_timeout says the same (none when the config leaves it to Airflow).
-    limit: dict[str, Any] = {} if service.execution_timeout is None else {"execution_timeout": bound}
-    return TimeDeltaSensor(
-        task_id="wait_for_lag",
-        delta=service.lag,
-        deferrable=True,
-        timeout=bound.total_seconds(),
-        **limit,
-        poke_interval=_SENSOR_POKE.total_seconds(),
-        doc_md=f"Waits until the window's end + {format_duration(service.lag)} (late records). "
-        "Passes at once for windows that ended long enough ago.",
-    )
-
-
 def _fetch_task(service: ServiceConfig, **kwargs: Any) -> MdcaFetchOperator:
     return fetch_operator(service.name)(
         task_id="fetch",
@@ -149,6 +166,7 @@ def _fetch_task(service: ServiceConfig, **kwargs: Any) -> MdcaFetchOperator:
         staging_conn_id=service.staging_conn_id,
         page_size=service.page_size,
         on_expired_window=service.on_expired_window,
+        lag=service.lag,
         pool=service.pool,  # only fetching spends the tenant's request budget
         **kwargs,
     )
@@ -188,9 +206,9 @@ def _ship_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> DevoShip
 
 
 def _cleanup_task(service: ServiceConfig, **kwargs: Any) -> MdcaStagingCleanupOperator:
-    # Default trigger rule (all_success): staging is cleaned only after a successful ship, never in place of one.
+    # Only delivered windows are removed (the operator checks each window's delivery marker).
     return MdcaStagingCleanupOperator(
-        task_id="cleanup",
+        task_id=f"cleanup_{service.name}",
         service=service.name,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
@@ -237,10 +255,12 @@ Reads MDCA `/{info.endpoint}` and delivers to the Devo table `{service.tag}`.
 
 {window}
 
-**Tasks.** `wait_for_lag` waits until the window's end + {format_duration(service.lag)} (late records; old windows
-pass at once) → `fetch` stages the window's records (pool `{service.pool}`, connection `{service.mdca_conn_id}`) →
-{flatten}`ship` delivers them through connection `{service.devo_conn_id}`, each record once → `cleanup` removes
-delivered windows older than {format_duration(service.retention)} from staging.
+**Tasks.** `fetch` stages the window's records (pool `{service.pool}`, connection `{service.mdca_conn_id}`) once
+the window's end + {format_duration(service.lag)} has passed (late records): a live window's fetch waits deferred,
+an old window's reads at once → {flatten}`ship` delivers them through connection `{service.devo_conn_id}`, each
+record once. Up to {service.max_active_runs} windows run at once (`max_active_runs`): in a catch-up the next fetch
+waits in the pool while earlier windows ship. The DAG `{RETENTION_DAG_ID}` removes delivered windows older than
+{format_duration(service.retention)} from staging every hour.
 
 **Bounds** (`execution_timeout`; a task that hangs fails and is retried): {bounds}.
 
@@ -265,4 +285,21 @@ and since when.
 - *Check the setup*: `mdca-collector validate` tests the configuration and every connection without pulling data.
 
 Configured in the collector config (`dags/mdca_collector.yaml`, or the file named by `MDCA_COLLECTOR_CONFIG`).
+"""
+
+
+def _retention_doc_md(services: list[ServiceConfig]) -> str:
+    lines = "\n".join(
+        f"- `cleanup_{service.name}`: windows delivered more than {format_duration(service.retention)} ago "
+        f"(`services.{service.name}.retention`)"
+        for service in services
+    )
+    return f"""\
+### MDCA staging retention
+
+Every hour, removes from staging the windows each service delivered longer ago than its retention; a window that was
+not delivered stays, however old (`mdca-collector undelivered` lists those). A removed window's ledger goes with it:
+rerunning it afterwards fetches and ships it again.
+
+{lines}
 """

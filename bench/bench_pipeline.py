@@ -152,7 +152,7 @@ def _stage_ship(spec: Figures) -> Figures:
     from bench_ship import configs
 
     from airflow_provider_mdca.devo import make_sender
-    from airflow_provider_mdca.pipeline import ship_stage
+    from airflow_provider_mdca.shipping import ship_stage
 
     info = json.loads((Path(spec["state_dir"]) / "emulator.json").read_text(encoding="utf-8"))
     sender = make_sender(configs(info["devo"])[spec["transport"]])

@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the harness lives in tests/harness
 
-from tests.harness import fault_matrix  # noqa: E402 - after the root is on sys.path
-from tests.harness.fault_matrix import FaultRow  # noqa: E402
+from tests.harness import fault_matrix
+from tests.harness.fault_matrix import FaultRow
 
 #: Harness modules whose cases join the matrix when they are present.
 CRASHES = "tests.harness.crashes"

@@ -24,9 +24,8 @@ import shutil
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
@@ -46,7 +45,8 @@ from mdca_emulator import Rate, SnapshotConfig, TenantConfig, TimeSeriesConfig
 from mdca_emulator.data import HOUR_MS
 from mdca_emulator.process import EmulatorProcess
 from tests.harness.airflow_stack import AIRFLOW_V3, AirflowStack, DagRun, StackError
-from tests.harness.late_world import alert_event_counts, alert_reads, late_share
+from tests.harness.delivery import DevoAdmin, Row, build_row
+from tests.harness.late_world import late_share
 
 VAR = ROOT / "var" / "demo"
 HOURS = 6
@@ -150,89 +150,13 @@ def collector_config(now: datetime) -> dict[str, Any]:
     return {"defaults": defaults, "services": services}
 
 
-# -- what Devo should hold, and what it holds ----------------------------------------------------------------------
+# -- what Devo holds ------------------------------------------------------------------------------------------------
 
 
-def ms(moment: datetime | None) -> int:
-    assert moment is not None
-    return int(moment.timestamp() * 1000)
-
-
-def canonical(event: Any) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass
-class Row:
-    """One line of the report."""
-
-    tag: str
-    runs: int = 0
-    failed_runs: int = 0
-    expected: Counter[str] = field(default_factory=Counter)
-    delivered: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
-
-    @property
-    def duplicates(self) -> int:
-        return sum(max(0, n - self.expected[key]) for key, n in self.delivered.items() if key in self.expected)
-
-    @property
-    def missing(self) -> int:
-        return sum(max(0, n - self.delivered[key]) for key, n in self.expected.items())
-
-    @property
-    def unexpected(self) -> int:
-        return sum(n for key, n in self.delivered.items() if key not in self.expected)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.duplicates or self.missing or self.unexpected or self.failed_runs)
-
-
-class Devo:
-    """The Devo emulator's admin API."""
-
-    def __init__(self, devo: dict[str, Any]) -> None:
-        self.url, self.verify = str(devo["admin_url"]).rstrip("/"), str(devo["ca_bundle"])
-
-    def get(self, path: str) -> Any:
-        response = requests.get(f"{self.url}/{path}", verify=self.verify, timeout=120)
-        response.raise_for_status()
-        return response.json()
-
-
-def build_row(
-    service: str, runs: list[DagRun], emulator: EmulatorProcess, tenant: TenantConfig, devo: Devo, began: float
-) -> Row:
-    """Expected vs delivered for one service, over the windows of its successful runs."""
-    tag = SERVICES[service].devo_table
-    row = Row(tag, runs=len(runs), failed_runs=sum(run.state != "success" for run in runs))
-    done = [run for run in runs if run.state == "success"]
-    ends = [run.end_date.timestamp() for run in done if run.end_date]
-    row.elapsed = max(ends) - began if ends else 0.0
-    period = period_of(service)
-    if service == "alerts":
-        windows = [(ms(run.logical_date), ms(run.logical_date) + ms_of(period)) for run in done]
-        row.expected.update(alert_event_counts(tenant, alert_reads(emulator, windows), windows, MAX_EVENTS_PER_ALERT))
-        row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
-        return row
-    for run in done:
-        start = ms(run.logical_date)
-        # A snapshot's truth ignores the window: every run delivers the whole collection once.
-        row.expected.update(emulator.truth(service, start, start + ms_of(period)))
-    row.delivered.update(devo.get(f"tags/{tag}/ids?key=_id")["ids"])
-    return row
-
-
-def late_activities(devo: Devo) -> tuple[int, int, float]:
+def late_activities(devo: DevoAdmin) -> tuple[int, int, float]:
     """Of the activities in Devo: how many, how many MDCA stored more than an hour late, and the latest (hours)."""
     events = devo.get(f"tags/{SERVICES['activities'].devo_table}/events")["events"]
     return late_share(events, "timestamp", "created")
-
-
-def ms_of(period: timedelta) -> int:
-    return int(period.total_seconds() * 1000)
 
 
 # -- running -------------------------------------------------------------------------------------------------------
@@ -263,7 +187,7 @@ def settle(
     ranges: dict[str, Range],
     emulator: EmulatorProcess,
     tenant: TenantConfig,
-    devo: Devo,
+    devo: DevoAdmin,
     began: float,
     timeout: float,
 ) -> tuple[list[Row], dict[str, list[DagRun]]]:
@@ -280,7 +204,19 @@ def settle(
     while True:
         before = snapshot()
         if all(run.finished for runs in before.values() for run in runs):
-            rows = [build_row(name, runs, emulator, tenant, devo, began) for name, runs in before.items()]
+            rows = [
+                build_row(
+                    name,
+                    runs,
+                    period_of(name),
+                    emulator,
+                    tenant,
+                    devo,
+                    max_events_per_alert=MAX_EVENTS_PER_ALERT,
+                    began=began,
+                )
+                for name, runs in before.items()
+            ]
             if snapshot() == before:
                 return rows, before
         if time.monotonic() > deadline:
@@ -364,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 backfilled_at = time.time()
                 wait_for_all(stack, ranges, stamp, args.timeout)
                 stamp("Every backfilled window ran. Comparing Devo with MDCA ...")
-                devo = Devo(devo_info)
+                devo = DevoAdmin(devo_info)
                 rows, all_runs = settle(stack, ranges, emulator, tenant, devo, backfilled_at, args.timeout)
                 for name, runs in all_runs.items():
                     failures = stack.failure_report(ranges[name].dag_id, runs)

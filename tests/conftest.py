@@ -34,11 +34,23 @@ def _airflow_environment() -> None:
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # The run's own Entra ID token agent (airflow_provider_mdca/token_agent.py), stopped when the run ends.
+            "MDCA_TOKEN_AGENT_DIR": tempfile.mkdtemp(prefix="mdca-ta-"),
         }
     )
 
 
 _airflow_environment()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or the only process) stops the run's token agents and removes their directory."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.harness.token_agents import stop_agents
+
+    stop_agents(Path(os.environ["MDCA_TOKEN_AGENT_DIR"]))
+
 
 # Imported after the Airflow environment is set: the provider package may import Airflow.
 from airflow_provider_mdca.client import MdcaClient, MdcaConfig  # noqa: E402

@@ -28,6 +28,7 @@ from airflow_provider_mdca.retry import (
     classify_status,
     is_tls_verification_error,
 )
+from airflow_provider_mdca.token_agent import EXPIRY_MARGIN, TokenAgentClient, token_key
 
 __all__ = ["EntraIdAuth", "LegacyTokenAuth", "MdcaAuth"]
 
@@ -121,9 +122,11 @@ class _RecordingHttpClient:
 class EntraIdAuth(MdcaAuth):
     """Bearer tokens from Entra ID's client-credentials flow, through MSAL.
 
-    MSAL caches the token and renews it before it expires; a 401 from the API calls :meth:`force_refresh`,
-    which removes the cached token so the next request gets a fresh one. The MSAL application is built lazily:
-    its constructor already talks to the authority, and nothing here may touch the network before a request.
+    A token is reused while valid: within the process (MSAL's cache), and across the machine's fetch tasks through
+    the token agent (:mod:`airflow_provider_mdca.token_agent`) when ``shared`` is given: the first task asks Entra ID,
+    the next ones take its token. A 401 from the API calls :meth:`force_refresh`, which forgets the token everywhere
+    so the next request gets a fresh one from Entra ID. The MSAL application is built lazily: its constructor already
+    talks to the authority, and nothing here may touch the network before a request.
     """
 
     can_refresh = True
@@ -135,6 +138,7 @@ class EntraIdAuth(MdcaAuth):
         *,
         secret_sink: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        shared: TokenAgentClient | None = None,
     ) -> None:
         register_secret(config.client_secret)
         self._config = config
@@ -143,7 +147,12 @@ class EntraIdAuth(MdcaAuth):
         self._http = _RecordingHttpClient(session, timeout=config.timeout, policy=policy, sleep=sleep)
         self._secret_sink = secret_sink
         self._app: msal.ConfidentialClientApplication | None = None
+        self._shared = shared
+        self._key = token_key(config.authority, config.client_id, config.client_secret, MDCA_SCOPE)
+        self._held: tuple[str, float] | None = None
+        self._shared_refused = False
         self.tokens_acquired = 0
+        self.tokens_shared = 0
 
     def __repr__(self) -> str:
         return f"EntraIdAuth(authority={self._config.authority!r}, client_id={self._config.client_id!r})"
@@ -153,11 +162,24 @@ class EntraIdAuth(MdcaAuth):
         return request
 
     def force_refresh(self) -> None:
+        self._held = None
+        if self._shared is not None:
+            # The API refused it: not the agent's to hand out again; the next token comes from Entra ID.
+            self._shared.drop(self._key)
+            self._shared_refused = True
         if self._app is not None:
             self._app.remove_tokens_for_client()
 
     def access_token(self) -> str:
-        """A valid access token (cached by MSAL until shortly before it expires)."""
+        """A valid access token: this process's, the agent's, else a new one from Entra ID (through MSAL)."""
+        if self._held is not None and self._held[1] - EXPIRY_MARGIN > time.time():
+            return self._held[0]
+        if self._shared is not None and not self._shared_refused:
+            found = self._shared.get(self._key)
+            if found is not None:
+                self.tokens_shared += 1
+                self._accept(*found)
+                return found[0]
         try:
             app = self._application()
             result = app.acquire_token_for_client(scopes=[MDCA_SCOPE])
@@ -169,12 +191,21 @@ class EntraIdAuth(MdcaAuth):
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             raise self._setup_error_from_result(result if isinstance(result, dict) else {})
+        expires_at = time.time() + float(result.get("expires_in") or 0)
         if result.get("token_source") == "identity_provider":
             self.tokens_acquired += 1
+            if self._shared is not None:
+                self._shared.put(self._key, str(token), expires_at)
+                self._shared_refused = False
+        self._accept(str(token), expires_at)
+        return str(token)
+
+    def _accept(self, token: str, expires_at: float) -> None:
+        if self._held is None or self._held[0] != token:
             register_secret(token)
             if self._secret_sink:
                 self._secret_sink(token)
-        return str(token)
+        self._held = (token, expires_at)
 
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is None:

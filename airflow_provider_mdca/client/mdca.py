@@ -27,6 +27,7 @@ from airflow_provider_mdca.errors import InitVariablesError, PullError, error_co
 from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
+from airflow_provider_mdca.token_agent import TokenAgentClient
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
 
@@ -107,7 +108,10 @@ class MdcaClient:
     def entra_auth(self) -> EntraIdAuth:
         """The Entra ID auth (built on first use)."""
         if self._entra is None:
-            self._entra = EntraIdAuth(self.config, self._session, secret_sink=self._secret_sink, sleep=self._sleep)
+            shared = TokenAgentClient() if self.config.share_token else None
+            self._entra = EntraIdAuth(
+                self.config, self._session, secret_sink=self._secret_sink, sleep=self._sleep, shared=shared
+            )
         return self._entra
 
     def auth_for(self, service: Service) -> MdcaAuth:

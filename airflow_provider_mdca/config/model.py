@@ -18,6 +18,9 @@ from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 
 __all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig"]
 
+#: The default ``max_active_runs`` of a windowed service: enough runs for a fetch to wait in the pool while the one
+#: before it fetches and others flatten and ship (bench/bench_catchup.py measures it).
+CATCH_UP_RUNS: Final = 4
 #: The settings only a flattened service (alerts) takes.
 FLATTEN_KEYS: Final = ("flatten", "max_events_per_alert", "max_bytes_per_alert")
 #: The two ways to name the obfuscation key: a service that names one replaces both of the defaults' pair.
@@ -52,7 +55,9 @@ def _builtin_defaults(service: str) -> dict[str, Any]:
         "execution_timeout": AUTO,
         # One pool for all the DAGs: they share one tenant's 30 requests a minute (the seed: no parallel pulls).
         "pool": "mdca_api",
-        "max_active_runs": 1,
+        # Windows of one DAG overlap (the next one fetches while the last one ships; the pool still serialises the
+        # fetches); a snapshot is read whole each time, so its runs go one after another.
+        "max_active_runs": CATCH_UP_RUNS if SERVICES[service].windowed else 1,
         "staging_url": None,
         "staging_conn_id": None,
         "retention": 86_400,
@@ -157,7 +162,9 @@ class ServiceConfig:
         """The ``execution_timeout`` of the fetch, flatten, ship and cleanup tasks (None: Airflow's default)."""
         if self.execution_timeout == AUTO:
             per_record = self.max_events_per_alert if self.flatten else 1
-            timeouts = default_timeouts(self.name, self.period, page_size=self.page_size, events_per_record=per_record)
+            timeouts = default_timeouts(
+                self.name, self.period, page_size=self.page_size, events_per_record=per_record, lag=self.lag
+            )
             return dict(timeouts)
         assert not isinstance(self.execution_timeout, str)
         return dict.fromkeys(TIMED_TASKS, self.execution_timeout)

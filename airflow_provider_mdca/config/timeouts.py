@@ -7,13 +7,14 @@ enough for any window the collector can keep up with, and no more:
 - ``fetch``: a window whose records the collector can keep up with needs at most the tenant's request budget over
   one period (30 requests a minute for all endpoints together); made at that rate they take one period. Twice the
   period (throttling, retries, a slow page), at least :data:`MIN_TIMEOUT` (one request may take its 120 s timeout
-  six times, with backoff in between), at most :data:`MAX_TIMEOUT`.
+  six times, with backoff in between), at most :data:`MAX_TIMEOUT`; plus the lag, which a live window's fetch spends
+  deferred (Airflow 2.11 counts a deferred task's wait against its ``execution_timeout``).
 - ``flatten`` and ``ship``: from a size bound, the most the fetch could stage before its own timeout (30 requests a
   minute of the largest pages), each alert counted at ``max_events_per_alert`` events, handled at
   :data:`EVENTS_PER_SECOND`, a tenth of what ``make bench`` measures on a 2-core machine; clamped the same way.
-- ``cleanup``: :data:`MIN_TIMEOUT`.
+- ``cleanup`` (the retention DAG's, one per service): :data:`MIN_TIMEOUT`.
 
-The lag sensor is bounded by its own timeout (the DAG factory's). ``execution_timeout`` in the collector
+``execution_timeout`` in the collector
 configuration replaces these: a duration for every task, or null for Airflow's own default
 (``[core] default_task_execution_timeout``, none unless set).
 """
@@ -49,17 +50,23 @@ MIN_TIMEOUT: Final = timedelta(minutes=30)
 MAX_TIMEOUT: Final = timedelta(hours=12)
 #: Events a second flatten and ship are assumed to handle at worst (make bench: 36,000 to 60,000 on 2 cores).
 EVENTS_PER_SECOND: Final = 5_000
-#: The tasks :func:`default_timeouts` bounds (the lag sensor has its own timeout).
+#: The tasks :func:`default_timeouts` bounds.
 TIMED_TASKS: Final = ("fetch", "flatten", "ship", "cleanup")
 
 
 def default_timeouts(
-    service: str, period: timedelta, *, page_size: int | None = None, events_per_record: int = 1
+    service: str,
+    period: timedelta,
+    *,
+    page_size: int | None = None,
+    events_per_record: int = 1,
+    lag: timedelta = timedelta(0),
 ) -> dict[str, timedelta]:
     """Each task's default ``execution_timeout`` for ``service`` with windows of ``period``.
 
     :param page_size: records per request (None: the service's largest page, its default).
     :param events_per_record: the events one staged record may become (alerts: ``max_events_per_alert``).
+    :param lag: the service's lag (the fetch of a live window waits for it, deferred).
 
     >>> timeouts = default_timeouts("activities", timedelta(minutes=5))
     >>> {task: str(limit) for task, limit in timeouts.items()}
@@ -72,7 +79,7 @@ def default_timeouts(
     # The most a fetch can stage before its own timeout, and the events it may become.
     records = REQUESTS_PER_MINUTE * math.ceil(fetch.total_seconds() / 60) * size
     handle = _clamp(timedelta(seconds=math.ceil(records * max(1, events_per_record) / EVENTS_PER_SECOND)))
-    return {"fetch": fetch, "flatten": handle, "ship": handle, "cleanup": MIN_TIMEOUT}
+    return {"fetch": fetch + lag, "flatten": handle, "ship": handle, "cleanup": MIN_TIMEOUT}
 
 
 def _clamp(limit: timedelta) -> timedelta:

@@ -51,6 +51,9 @@ class MdcaConfig:
     #: Activities scan page size (``Paging.SCAN.page_sizes``). The tenant's request budget, not memory, is the
     #: bottleneck: the largest by default.
     scan_page_size: int = Paging.SCAN.max_page_size
+    #: Share one Entra ID token among this machine's fetch tasks while it is valid (``token_agent.py``): one token
+    #: an hour rather than one a task. Off (``extra.share_token: false``): each task asks Entra ID itself.
+    share_token: bool = True
 
     def has_credential_for(self, service: Service) -> bool:
         """Whether the connection holds the credential ``service`` needs (files: the legacy API token)."""
@@ -125,6 +128,8 @@ class MdcaConfig:
             if not low <= size <= high:
                 raise fail("extra.scan_page_size", f"must be between {low} and {high}, got {size}")
             kwargs["scan_page_size"] = size
+        if (value := ext("share_token")) is not None:
+            kwargs["share_token"] = _flag(value, "extra.share_token", fail)
 
         return cls(
             base_url=base_url,
@@ -144,6 +149,17 @@ def _https_url(value: str, name: str, fail: Any) -> str:
         raise fail(name, f"must be an https:// URL, got {parts.scheme or 'no'} scheme")
     # A trailing slash makes urljoin keep the base path (e.g. /cas/ prefixes or the emulator's tenant path).
     return value.strip().rstrip("/") + "/"
+
+
+def _flag(value: Any, name: str, fail: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise fail(name, f"must be true or false, got {value!r}")
 
 
 def _number(value: Any, name: str, minimum: float, fail: Any) -> float:

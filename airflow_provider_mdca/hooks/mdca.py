@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -77,9 +78,12 @@ class MdcaHook(BaseHook):
         return self.get_conn().fetch(service, start, end, page_size=page_size, on_expired_window=on_expired_window)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Get a token, then ask each service for one record. Used by the UI's Test button and the CLI."""
+        """Get a token, then ask each service for one record. Used by the UI's Test button and the CLI.
+
+        The token comes from Entra ID itself, never from the token agent: the test checks today's credentials.
+        """
         try:
-            client = self.get_conn()
+            client = MdcaClient(dataclasses.replace(self.get_config(), share_token=False), secret_sink=mask_secret)
             client.get_token()
         except MdcaProviderError as exc:
             return False, str(exc)

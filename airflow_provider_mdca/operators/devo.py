@@ -9,8 +9,8 @@ from airflow_provider_mdca._compat import Asset, BaseOperator, Context
 from airflow_provider_mdca.hooks.devo import DevoHook
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staged_location
 from airflow_provider_mdca.operators.obfuscation import build_obfuscator
-from airflow_provider_mdca.pipeline import ship_stage
 from airflow_provider_mdca.services import get_service
+from airflow_provider_mdca.shipping import ship_stage
 
 __all__ = ["DevoShipOperator", "devo_asset"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from airflow_provider_mdca._compat import BaseOperator, Context
@@ -47,6 +48,9 @@ class MdcaFetchOperator(BaseOperator):
     :param on_expired_window: a window older than MDCA keeps (activities: about 30 days) is an error naming the limit
         (``error``), or a warning and whatever the API still has (``warn``).
     :param max_part_bytes: the size bound of one staged part, uncompressed.
+    :param lag: read the window no sooner than its end + ``lag`` (MDCA stores records a little late). A live window's
+        fetch defers itself until then: it waits in the triggerer, holding no worker and no pool slot, and resumes
+        by itself. A window that ended long enough ago (a catch-up, a backfill, a rerun) is read at once.
     """
 
     template_fields: Sequence[str] = ("mdca_conn_id", "staging_url", "staging_conn_id")
@@ -68,6 +72,7 @@ class MdcaFetchOperator(BaseOperator):
         page_size: int | None = None,
         on_expired_window: ExpiredWindow = "error",
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+        lag: timedelta = timedelta(0),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,12 +90,38 @@ class MdcaFetchOperator(BaseOperator):
             raise ValueError(f"on_expired_window must be 'error' or 'warn', got {on_expired_window!r}")
         self.on_expired_window: ExpiredWindow = on_expired_window
         self.max_part_bytes = max_part_bytes
+        if lag < timedelta(0):
+            raise ValueError(f"lag must not be negative, got {lag}")
+        self.lag = lag
 
     def execute(self, context: Context) -> str:
-        """Stage the window; return the manifest's location."""
+        """Stage the window (once its end + ``lag`` has passed: until then the task defers); return the manifest."""
+        _, end = self._window(context)
+        ready_at = end + self.lag
+        if datetime.now(timezone.utc) < ready_at:
+            self._defer_until(ready_at)
+        return self.fetch_window(context)
+
+    def execute_after_lag(self, context: Context, event: Any = None) -> str:
+        """Resumed by the triggerer at the window's end + ``lag``: stage the window."""
+        return self.fetch_window(context)
+
+    def _defer_until(self, moment: datetime) -> None:
+        # Imported here: the trigger's module is needed only by a live window, not to parse the DAG file.
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.log.info("Window still open to late records: deferring until its end + %s, %s", self.lag, moment)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_after_lag")
+
+    def _window(self, context: Context) -> tuple[datetime, datetime]:
         start, end = context["data_interval_start"], context["data_interval_end"]
         if start is None or end is None:
             raise ValueError(f"{self.service_name}: the run has no data interval; use an interval timetable")
+        return start, end
+
+    def fetch_window(self, context: Context) -> str:
+        """Stage the run's data interval now, whatever the lag; return the manifest's location."""
+        start, end = self._window(context)
         base = staging_base(self.staging_url, self.staging_conn_id)
         window = window_dir(base, self.service_name, start, end)
         hook = MdcaHook(mdca_conn_id=self.mdca_conn_id)

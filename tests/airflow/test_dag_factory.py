@@ -1,8 +1,9 @@
 """The collector's DAG file through real Airflow parsing (DagBag), on Airflow 3 and 2.11.
 
-What an operator of the collector checks: the file parses without import errors into one DAG per service, parsing
-touches no connection, Variable or network, each DAG has the documented task graph and settings, and every run —
-scheduled, manual or backfilled — reads a window exactly one period long, adjacent to the next.
+What an operator of the collector checks: the file parses without import errors into one DAG per service and the
+retention DAG, parsing touches no connection, Variable or network, each DAG has the documented task graph and
+settings, and every run — scheduled, manual or backfilled — reads a window exactly one period long, adjacent to the
+next.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import yaml
 from airflow_provider_mdca import _compat
 from airflow_provider_mdca._compat import AIRFLOW_V3
 from airflow_provider_mdca.config import format_duration, parse_collector_config
-from airflow_provider_mdca.dag_factory import build_dags
+from airflow_provider_mdca.dag_factory import RETENTION_DAG_ID, RETENTION_INTERVAL, build_dags, build_retention_dag
+from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
+from airflow_provider_mdca.staging import PartWriter, mark_window_delivered, window_dir
 from tests.service_table import ALL, PERIODS, SERVICE_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 DAG_FILE = DAGS / "mdca_collector.py"
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+SERVICE_DAG_IDS = [f"mdca_{name}" for name in ALL]
 
 
 def dag_bag(folder: Path) -> Any:
@@ -87,9 +91,9 @@ def configured_bag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
 # -- parsing -------------------------------------------------------------------------------------------------------
 
 
-def test_the_dag_file_parses_into_five_dags_without_import_errors(default_bag):
+def test_the_dag_file_parses_into_five_service_dags_and_the_retention_dag_without_import_errors(default_bag):
     assert default_bag.import_errors == {}
-    assert sorted(default_bag.dag_ids) == [f"mdca_{name}" for name in ALL]
+    assert sorted(default_bag.dag_ids) == sorted([*SERVICE_DAG_IDS, RETENTION_DAG_ID])
 
 
 def test_parsing_touches_no_connection_variable_or_network(monkeypatch):
@@ -114,7 +118,7 @@ def test_parsing_touches_no_connection_variable_or_network(monkeypatch):
     monkeypatch.delenv("MDCA_COLLECTOR_CONFIG", raising=False)
     bag = dag_bag(DAGS)
     assert bag.import_errors == {}
-    assert len(bag.dag_ids) == len(ALL)
+    assert len(bag.dag_ids) == len(ALL) + 1  # and the retention DAG
     assert touched == []
 
 
@@ -130,17 +134,16 @@ def test_an_invalid_config_is_an_import_error_naming_the_key(configured_bag):
 def test_disabled_services_have_no_dag(configured_bag):
     bag = configured_bag({"defaults": {"historic_date_utc": "2026-11-01"}, "services": {"files": {"enabled": False}}})
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == [f"mdca_{name}" for name in ALL if name != "files"]
+    assert sorted(bag.dag_ids) == sorted([*(f"mdca_{name}" for name in ALL if name != "files"), RETENTION_DAG_ID])
+    # Nor any clean-up: the retention DAG cleans only the enabled services' staging.
+    cleanups = {task.task_id for task in bag.dags[RETENTION_DAG_ID].tasks}
+    assert cleanups == {f"cleanup_{name}" for name in ALL if name != "files"}
 
 
 # -- the task graph and settings ------------------------------------------------------------------------------------
 
-EDGES = {
-    ("wait_for_lag", "fetch"),
-    ("fetch", "ship"),
-    ("ship", "cleanup"),
-}
-ALERT_EDGES = {("wait_for_lag", "fetch"), ("fetch", "flatten"), ("flatten", "ship"), ("ship", "cleanup")}
+EDGES = {("fetch", "ship")}
+ALERT_EDGES = {("fetch", "flatten"), ("flatten", "ship")}
 
 
 def edges(dag: Any) -> set[tuple[str, str]]:
@@ -148,20 +151,28 @@ def edges(dag: Any) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("service", ALL)
-def test_each_dag_waits_fetches_flattens_alerts_ships_and_cleans_up(default_bag, service):
+def test_each_dag_fetches_after_the_lag_flattens_alerts_and_ships(default_bag, service):
     dag = default_bag.dags[f"mdca_{service}"]
-    assert edges(dag) == (ALERT_EDGES if SERVICE_TABLE[service].flattened else EDGES)
+    row = SERVICE_TABLE[service]
+    assert edges(dag) == (ALERT_EDGES if row.flattened else EDGES)
+    # The fetch waits for the lag itself (deferred) and retention is the retention DAG's: no other task.
+    assert {task.task_id for task in dag.tasks} == (
+        {"fetch", "flatten", "ship"} if row.flattened else {"fetch", "ship"}
+    )
     fetch = dag.get_task("fetch")
     from airflow_provider_mdca.operators.mdca import fetch_operator
 
     assert type(fetch) is fetch_operator(service) and fetch.service_name == service
     assert fetch.pool == "mdca_api"
-    assert dag.get_task("cleanup").trigger_rule == "all_success"  # never clean up after a failed ship
+    assert fetch.lag == row.default_lag
+    # A windowed service's runs overlap in a catch-up (the next fetch waits in the pool); a snapshot's do not.
+    assert dag.max_active_runs == (4 if row.windowed else 1)
 
 
 def test_alerts_without_flattening_ship_the_fetched_stage(configured_bag):
     bag = configured_bag({"defaults": {"historic_date_utc": "2026-11-01"}, "services": {"alerts": {"flatten": False}}})
     assert edges(bag.dags["mdca_alerts"]) == EDGES
+    assert "flatten" not in bag.dags["mdca_alerts"].task_ids
 
 
 def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
@@ -204,11 +215,8 @@ def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
     assert reship.value is False and reship.schema["type"] == "boolean"
     assert "my.app.mdca.alerts" in dag.doc_md and "reship" in dag.doc_md
 
-    wait, fetch, flatten, ship, cleanup = (
-        dag.get_task(t) for t in ("wait_for_lag", "fetch", "flatten", "ship", "cleanup")
-    )
-    assert wait.delta == timedelta(minutes=3) and wait.deferrable is True
-    assert wait.timeout >= timedelta(minutes=3).total_seconds()
+    fetch, flatten, ship = (dag.get_task(t) for t in ("fetch", "flatten", "ship"))
+    assert fetch.lag == timedelta(minutes=3)
     assert (fetch.pool, fetch.mdca_conn_id, fetch.page_size, fetch.staging_url) == (
         "mdca_slow",
         "mdca_prod",
@@ -228,6 +236,7 @@ def test_the_configuration_reaches_the_dag_and_its_tasks(configured_bag):
     assert flatten.obfuscation_key_variable == ship.obfuscation_key_variable == "mdca_key"
     assert ship.extra_fields == {"environment": "prod"}
     assert [outlet.uri.rstrip("/") for outlet in ship.outlets] == ["devo://my.app.mdca.alerts"]
+    cleanup = bag.dags[RETENTION_DAG_ID].get_task("cleanup_alerts")
     assert cleanup.retention == timedelta(days=2) and cleanup.staging_url == "file:///srv/mdca"
     # The other tasks are not in the API pool: only fetching spends the tenant's request budget.
     assert {t.task_id for t in dag.tasks if t.pool == "mdca_slow"} == {"fetch"}
@@ -239,8 +248,14 @@ def test_every_task_has_an_execution_timeout_by_default(default_bag, service):
     dag = default_bag.dags[f"mdca_{service}"]
     limits = {task.task_id: task.execution_timeout for task in scheduler_view(dag).tasks}  # as the scheduler sees them
     assert all(isinstance(limit, timedelta) for limit in limits.values()), limits
-    assert timedelta(minutes=30) <= limits["fetch"] <= timedelta(hours=12)
-    assert limits["wait_for_lag"] == timedelta(seconds=dag.get_task("wait_for_lag").timeout)
+    # Twice the period, within [30m, 12h], plus the lag a live window's fetch spends deferred.
+    row = SERVICE_TABLE[service]
+    assert (
+        limits["fetch"]
+        == min(max(2 * row.default_period, timedelta(minutes=30)), timedelta(hours=12)) + row.default_lag
+    )
+    if service == "activities":
+        assert limits["fetch"] == timedelta(minutes=32)  # 5m windows: 30m + the 2m lag
     assert "**Bounds**" in dag.doc_md and f"`fetch` {format_duration(limits['fetch'])}" in dag.doc_md
 
 
@@ -253,19 +268,89 @@ def test_the_configured_execution_timeout_reaches_every_task_and_null_leaves_air
     )
     assert bag.import_errors == {}
     alerts = bag.dags["mdca_alerts"]
-    assert {t.task_id: t.execution_timeout for t in alerts.tasks if t.task_id != "wait_for_lag"} == dict.fromkeys(
-        ["fetch", "flatten", "ship", "cleanup"], timedelta(minutes=20)
+    assert {t.task_id: t.execution_timeout for t in alerts.tasks} == dict.fromkeys(
+        ["fetch", "flatten", "ship"], timedelta(minutes=20)
     )
+    retention = bag.dags[RETENTION_DAG_ID]
+    assert retention.get_task("cleanup_alerts").execution_timeout == timedelta(minutes=20)
     from airflow.configuration import conf
 
     airflow_default = conf.get("core", "default_task_execution_timeout", fallback="")
     expected = timedelta(seconds=int(airflow_default)) if airflow_default else None
     assert {t.execution_timeout for t in bag.dags["mdca_files"].tasks} == {expected}
+    assert retention.get_task("cleanup_files").execution_timeout == expected
 
 
-@pytest.mark.parametrize("service", ALL)
-def test_every_dag_survives_serialization(default_bag, service):
-    dag = default_bag.dags[f"mdca_{service}"]
+# -- the retention DAG ----------------------------------------------------------------------------------------------
+
+
+def test_the_retention_dag_cleans_each_enabled_services_staging_every_hour(configured_bag):
+    bag = configured_bag(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01", "staging_url": "file:///srv/mdca", "retention": "2d"},
+            "services": {
+                "alerts": {"staging_url": "file:///srv/alerts", "retention": "6h", "historic_date_utc": "2026-10-01"},
+                "entities": {"execution_timeout": "45m"},
+                "files": {"enabled": False},
+            },
+        }
+    )
+    assert bag.import_errors == {}
+    dag = bag.dags[RETENTION_DAG_ID]
+    # No catchup: one sweep covers every hour the scheduler missed; one sweep at a time.
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.start_date == datetime(2026, 10, 1, tzinfo=timezone.utc)  # the earliest service's
+    enabled = [name for name in ALL if name != "files"]
+    assert {task.task_id for task in dag.tasks} == {f"cleanup_{name}" for name in enabled}
+    assert edges(dag) == set()  # one service's refused window does not keep the others' staging from being cleaned
+    for name in enabled:
+        task = dag.get_task(f"cleanup_{name}")
+        assert isinstance(task, MdcaStagingCleanupOperator) and task.service_name == name
+        assert task.staging_url == ("file:///srv/alerts" if name == "alerts" else "file:///srv/mdca")
+        assert task.retention == (timedelta(hours=6) if name == "alerts" else timedelta(days=2))
+        assert task.execution_timeout == (timedelta(minutes=45) if name == "entities" else timedelta(minutes=30))
+        assert task.retries == 3
+        assert f"`cleanup_{name}`" in dag.doc_md
+    # Hourly, as the scheduler runs it.
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = scheduler_view(dag).timetable
+    restriction = TimeRestriction(earliest=START, latest=None, catchup=True)
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    second = timetable.next_dagrun_info(last_automated_data_interval=first.data_interval, restriction=restriction)
+    assert second.run_after - first.run_after == RETENTION_INTERVAL == timedelta(hours=1)
+
+
+def staged_window(base: Path, service: str, days_ago: int, *, delivered: bool) -> Path:
+    start = datetime.now(timezone.utc) - timedelta(days=days_ago)
+    window = window_dir(base, service, start, start + timedelta(minutes=5))
+    with PartWriter(window, stage="fetched") as writer:
+        writer.write_all([{"_id": "a"}])
+    if delivered:
+        mark_window_delivered(window, {})
+    return window
+
+
+def test_the_retention_dag_removes_delivered_windows_and_keeps_undelivered_ones_however_old(tmp_path):
+    # What the old per-window cleanup's trigger rule guaranteed (never clean up after a failed ship): a window that
+    # was not delivered stays.
+    base = tmp_path / "staging"
+    config = parse_collector_config(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01", "enabled": False},
+            "services": {"alerts": {"enabled": True, "staging_url": base.as_uri(), "retention": "0s"}},
+        }
+    )
+    shipped = staged_window(base, "alerts", 9, delivered=True)
+    failed = staged_window(base, "alerts", 8, delivered=False)
+    cleanup = build_dags(config)[RETENTION_DAG_ID].get_task("cleanup_alerts")
+    assert cleanup.execute({}) == 1
+    assert not shipped.exists() and failed.exists()
+
+
+@pytest.mark.parametrize("dag_id", [*SERVICE_DAG_IDS, RETENTION_DAG_ID])
+def test_every_dag_survives_serialization(default_bag, dag_id):
+    dag = default_bag.dags[dag_id]
     served = scheduler_view(dag)
     assert served.dag_id == dag.dag_id
     assert {t.task_id for t in served.tasks} == {t.task_id for t in dag.tasks}
@@ -320,7 +405,16 @@ def test_build_dags_builds_only_what_the_config_enables():
             "services": {"activities": {"enabled": True}},
         }
     )
-    assert list(build_dags(config)) == ["mdca_activities"]
+    dags = build_dags(config)
+    assert list(dags) == ["mdca_activities", RETENTION_DAG_ID]
+    assert [task.task_id for task in dags[RETENTION_DAG_ID].tasks] == ["cleanup_activities"]
+
+
+def test_no_service_enabled_means_no_dag_at_all_not_even_the_retention_dag():
+    config = parse_collector_config({"defaults": {"historic_date_utc": "2026-11-01", "enabled": False}})
+    assert build_dags(config) == {}
+    with pytest.raises(ValueError, match="at least one service"):
+        build_retention_dag([])
 
 
 def test_a_dag_can_take_another_id_for_a_second_collector():
@@ -333,7 +427,7 @@ def test_a_dag_can_take_another_id_for_a_second_collector():
 
 def test_every_task_rides_out_a_day_of_outage_with_backoff_and_reports_it(default_bag):
     # Issue 15: three fixed one-minute retries left a window undelivered after a few minutes of Devo outage.
-    for dag in default_bag.dags.values():
+    for dag in (default_bag.dags[dag_id] for dag_id in SERVICE_DAG_IDS):
         for task in scheduler_view(dag).tasks:
             assert task.retries == 99, (dag.dag_id, task.task_id, task.retries)
             assert task.retry_delay == timedelta(minutes=1) and task.max_retry_delay == timedelta(minutes=15)

@@ -37,11 +37,13 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,6 +64,7 @@ __all__ = [
     "DagRun",
     "StackError",
     "airflow_major",
+    "marked_pids",
 ]
 
 TERMINAL_STATES = frozenset({"success", "failed"})
@@ -73,6 +76,7 @@ _INHERITED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")
 #: instead of failing with "database is locked" after Python's default 5 s.
 SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 60}
 _INHERITED_NAMES = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "MDCA_COLLECTOR_CONFIG", "MDCA_TEST_AIRFLOW_HOME", _MARKER)
+_AGENT_DIR = "MDCA_TOKEN_AGENT_DIR"
 
 
 def airflow_major() -> int:
@@ -152,7 +156,7 @@ def _readable(line: str) -> str:
     return text
 
 
-def _marked_pids(marker: str) -> list[int]:
+def marked_pids(marker: str) -> list[int]:
     """Processes (other than this one) whose environment carries ``MDCA_AIRFLOW_STACK_ID=<marker>``."""
     needle = f"{_MARKER}={marker}".encode()
     found = []
@@ -231,6 +235,8 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "PYTHONUNBUFFERED": "1",
+                # The stack's own Entra ID token agent (it carries the stack's marker: stop() stops it too).
+                _AGENT_DIR: tempfile.mkdtemp(prefix="mdca-ta-"),
                 # Executors start ``airflow tasks run`` from PATH: make it this environment's.
                 "PATH": os.pathsep.join([str(Path(self.airflow).parent), os.environ.get("PATH", "")]),
             }
@@ -406,7 +412,7 @@ class AirflowStack:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for _ in range(3):
-            leftovers = set(_marked_pids(self.marker))
+            leftovers = set(marked_pids(self.marker))
             for proc in self._procs.values():
                 if _group_alive(proc.pid):
                     _signal_group(proc.pid, signal.SIGKILL)
@@ -421,6 +427,7 @@ class AirflowStack:
                 break
         self._procs.clear()
         self._session.close()
+        shutil.rmtree(self.env[_AGENT_DIR], ignore_errors=True)
         survivors = self.leftover_pids()
         self.note(f"stopped; survivors: {survivors or 'none'}")
         if survivors:
@@ -428,7 +435,29 @@ class AirflowStack:
 
     def leftover_pids(self) -> list[int]:
         """Processes of this stack still alive (started by it, or by its children, at any depth)."""
-        return sorted(set(_marked_pids(self.marker)))
+        return sorted(set(marked_pids(self.marker)))
+
+    def process_tree(self) -> list[int]:
+        """Every process of the stack now, zombies included: the components and their descendants at any depth,
+        and whatever else carries the marker (a process that left the tree, e.g. the token agent).
+
+        The tree finds what the marker cannot: a LocalExecutor worker and the tasks it forks rewrite their process
+        title over the environment (setproctitle), so ``/proc/<pid>/environ`` no longer shows the marker.
+        """
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(parent, []).append(int(entry.name))
+        found: set[int] = set()
+        todo = [proc.pid for proc in self._procs.values()] + marked_pids(self.marker)
+        while todo:
+            pid = todo.pop()
+            if pid not in found:
+                found.add(pid)
+                todo.extend(children.get(pid, []))
+        return sorted(found)
 
     def __enter__(self) -> AirflowStack:
         return self.start()

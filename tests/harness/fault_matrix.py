@@ -73,8 +73,9 @@ import requests
 from airflow_provider_mdca.client import MdcaClient, MdcaConfig
 from airflow_provider_mdca.devo import DeliveryStats, DevoConfig, make_sender
 from airflow_provider_mdca.errors import MdcaProviderError
-from airflow_provider_mdca.pipeline import fetch_to_stage, flatten_stage, ship_stage
+from airflow_provider_mdca.pipeline import fetch_to_stage, flatten_stage
 from airflow_provider_mdca.services import SERVICES
+from airflow_provider_mdca.shipping import ship_stage
 from airflow_provider_mdca.staging import StagingError, window_dir
 from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_EVENTS
 from mdca_emulator import Rate, Segment, TenantConfig, TimeSeriesConfig

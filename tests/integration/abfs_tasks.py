@@ -20,7 +20,8 @@ from airflow_provider_mdca.hooks.devo import DevoHook
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.operators._staging import staging_base, staging_path
 from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
-from airflow_provider_mdca.pipeline import fetch_to_stage, ship_stage
+from airflow_provider_mdca.pipeline import fetch_to_stage
+from airflow_provider_mdca.shipping import ship_stage
 from airflow_provider_mdca.staging import read_stage, window_dir
 
 log = logging.getLogger("abfs_tasks")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mdca.client.mdca import to_epoch_ms
-from airflow_provider_mdca.pipeline import fetch_to_stage, ship_stage
+from airflow_provider_mdca.pipeline import fetch_to_stage
+from airflow_provider_mdca.shipping import ship_stage
 from airflow_provider_mdca.staging import StagingFullError, window_dir
 from mdca_emulator import Rate, TimeSeriesConfig
 from mdca_emulator.devo import DevoEmulator

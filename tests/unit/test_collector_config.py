@@ -67,7 +67,6 @@ COMMON_DEFAULTS = {
     "notify": (),
     "execution_timeout": "auto",
     "pool": "mdca_api",
-    "max_active_runs": 1,
     "staging_url": None,
     "staging_conn_id": None,
     "retention": timedelta(days=1),
@@ -75,7 +74,13 @@ COMMON_DEFAULTS = {
     "devo_conn_id": "devo_default",
 }
 SERVICE_DEFAULTS = {
-    name: {"period": row.default_period, "lag": row.default_lag, "flatten": row.flattened}
+    # A windowed service's runs overlap in a catch-up (the next fetch waits in the pool); a snapshot's do not.
+    name: {
+        "period": row.default_period,
+        "lag": row.default_lag,
+        "flatten": row.flattened,
+        "max_active_runs": 4 if row.windowed else 1,
+    }
     for name, row in SERVICE_TABLE.items()
 }
 
@@ -171,21 +176,34 @@ def test_every_task_is_bounded_by_default(service):
     settings = config().services[service]
     timeouts = settings.task_timeouts
     assert set(timeouts) == {"fetch", "flatten", "ship", "cleanup"}
+    assert settings.lag == SERVICE_TABLE[service].default_lag
     for task, limit in timeouts.items():
-        assert limit is not None and timedelta(minutes=30) <= limit <= timedelta(hours=12), (task, limit)
-    # A window at full request budget takes one period: the fetch has twice that, at least half an hour.
-    assert timeouts["fetch"] == min(max(2 * settings.period, timedelta(minutes=30)), timedelta(hours=12))
+        bound = limit - settings.lag if task == "fetch" else limit  # a live window's fetch also waits out the lag
+        assert bound is not None and timedelta(minutes=30) <= bound <= timedelta(hours=12), (task, limit)
+    # A window at full request budget takes one period: the fetch has twice that, at least half an hour, plus the lag
+    # (a live window's fetch spends it deferred, which Airflow 2.11 counts against its execution_timeout).
+    clamped = min(max(2 * settings.period, timedelta(minutes=30)), timedelta(hours=12))
+    assert timeouts["fetch"] == clamped + settings.lag
 
 
 def test_the_derived_bounds_follow_the_period_the_page_size_and_the_events_per_alert():
     short = config(alerts={"period": "1m", "max_events_per_alert": 1}).services["alerts"].task_timeouts
-    assert short == dict.fromkeys(["fetch", "flatten", "ship", "cleanup"], timedelta(minutes=30))
+    # The fetch: the 30m floor plus the alerts' default 2m lag.
+    assert short == {"fetch": timedelta(minutes=32)} | dict.fromkeys(
+        ["flatten", "ship", "cleanup"], timedelta(minutes=30)
+    )
+    assert config().services["activities"].task_timeouts["fetch"] == timedelta(minutes=32)  # 5m: 30m + 2m lag
+    no_lag = config(alerts={"period": "1m", "lag": 0}).services["alerts"].task_timeouts
+    assert no_lag["fetch"] == timedelta(minutes=30)
+    long_lag = config(alerts={"period": "1m", "lag": "1h"}).services["alerts"].task_timeouts
+    assert long_lag["fetch"] == timedelta(minutes=90) and long_lag["cleanup"] == timedelta(minutes=30)
     hourly = config(alerts={"period": "1h"}).services["alerts"].task_timeouts
-    assert hourly["fetch"] == timedelta(hours=2)
+    assert hourly["fetch"] == timedelta(hours=2, minutes=2)
     # 30 requests a minute for 2 h of 100 alerts, each up to 1000 events, at 5000 events a second: over the cap.
     assert hourly["flatten"] == hourly["ship"] == timedelta(hours=12)
     small_pages = config(alerts={"period": "1h", "page_size": 1, "max_events_per_alert": 10}).services["alerts"]
     assert small_pages.task_timeouts["ship"] == timedelta(minutes=30)
+    # The 12h cap; a snapshot has no lag.
     assert config(entities={"period": "1w"}).services["entities"].task_timeouts["fetch"] == timedelta(hours=12)
 
 
@@ -524,7 +542,7 @@ def test_the_shipped_config_loads_with_the_documented_defaults():
     assert list(cfg.enabled) == list(ALL)
     for name, expected in SERVICE_DEFAULTS.items():
         settings = cfg.services[name]
-        assert (settings.period, settings.lag, settings.flatten) == tuple(expected.values())
+        assert {key: getattr(settings, key) for key in expected} == expected
         assert settings.historic_date_utc is not None and settings.historic_date_utc.tzinfo is not None
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_mdca.devo import DeliveryStats
-from airflow_provider_mdca.pipeline import FETCHED, FLATTENED, fetch_to_stage, flatten_stage, ship_stage
+from airflow_provider_mdca.pipeline import FETCHED, FLATTENED, fetch_to_stage, flatten_stage
+from airflow_provider_mdca.shipping import ship_stage
 from airflow_provider_mdca.staging import (
     DeliveryLedger,
     StagingError,
