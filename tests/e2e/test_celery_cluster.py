@@ -214,7 +214,9 @@ def cluster(
             "password": devo["token"],
             "extra": {"transport": "http", "domain": devo["domain"], "verify": devo["ca_bundle"]},
         }
-        mdca = emulator.connection(requests_per_minute=100_000, backoff_base=0.1, backoff_max=1, retry_after_default=1)
+        # Paced at one request a second (MDCA allows 30 a minute): a fetch then runs long enough to be killed mid-run
+        # (a fetch at full speed took under a second, and a window's fetch and flatten are the only killable tasks).
+        mdca = emulator.connection(requests_per_minute=60, backoff_base=0.1, backoff_max=1, retry_after_default=1)
         staging = {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string()}}
         env = {
             "AIRFLOW_CONN_MDCA_DEFAULT": json.dumps(mdca),
