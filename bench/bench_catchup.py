@@ -143,6 +143,10 @@ def collector_config(services: dict[str, tuple[timedelta, datetime]]) -> dict[st
     return {"defaults": {"enabled": False}, "services": entries}
 
 
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
 def process_cpu_seconds(pid: int) -> float:
     """CPU-seconds of a process and of its reaped children (0 when it is gone)."""
     try:
@@ -239,7 +243,7 @@ class World:
         runs = {
             name: [
                 dataclasses.replace(run, state="success") if (f"mdca_{name}", run.logical_date) in shipped else run
-                for run in self.stack.dag_runs(f"mdca_{name}")
+                for run in self.runs_of(f"mdca_{name}")
             ]
             for name in self.services
         }
@@ -259,13 +263,52 @@ class World:
 
     def ship_ends(self) -> dict[tuple[str, datetime], datetime]:
         """``(dag_id, logical date) -> end of its ship task`` for every finished ship."""
-        body = {"dag_ids": self.dag_ids, "task_ids": ["ship"], "state": ["success"], "page_limit": 1000}
-        answer = self.stack.api("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", json=body)
         ends = {}
-        for ti in answer["task_instances"]:
+        for ti in self.ship_instances():
             logical = datetime.fromisoformat(ti["logical_date"].replace("Z", "+00:00"))
             ends[(ti["dag_id"], logical)] = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00"))
         return ends
+
+    def runs_of(self, dag_id: str, first: datetime | None = None) -> list[DagRun]:
+        """Every run of ``dag_id`` (from the logical date ``first``), page by page: the api-server caps a page at 100,
+        and the harness's ``dag_runs`` reads one page."""
+        found: list[dict[str, Any]] = []
+        while True:
+            params = {"limit": 100, "offset": len(found), "order_by": "logical_date"}
+            answer = self.stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)
+            found.extend(answer["dag_runs"])
+            if not answer["dag_runs"] or len(found) >= answer["total_entries"]:
+                break
+        runs = [
+            DagRun(
+                dag_id,
+                run["dag_run_id"],
+                run["state"],
+                _when(run.get("logical_date")),
+                run.get("run_type", ""),
+                _when(run.get("start_date")),
+                _when(run.get("end_date")),
+            )
+            for run in found
+        ]
+        return [run for run in runs if first is None or (run.logical_date is not None and run.logical_date >= first)]
+
+    def ship_instances(self) -> list[dict[str, Any]]:
+        """Every successful ship task instance, page by page (the api-server caps a page at 100)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            body = {
+                "dag_ids": self.dag_ids,
+                "task_ids": ["ship"],
+                "state": ["success"],
+                "page_limit": 100,
+                "page_offset": len(found),
+                "order_by": "id",
+            }
+            answer = self.stack.api("POST", "/api/v2/dags/~/dagRuns/~/taskInstances/list", json=body)
+            found.extend(answer["task_instances"])
+            if not answer["task_instances"] or len(found) >= answer["total_entries"]:
+                return found
 
     def close(self) -> None:
         try:
@@ -304,13 +347,17 @@ def catch_up(shape: str, services: list[str], windows: int, timeout: float, say:
             if time.monotonic() > deadline:
                 raise StackError(f"{shape}: backlog not caught up after {timeout:.0f}s")
             time.sleep(5)
-        backlog = {name: world.stack.dag_runs(f"mdca_{name}", plan[name][1], last[name]) for name in services}
-        done = {name: [run for run in runs if run.finished] for name, runs in backlog.items()}
+        done = {
+            name: [
+                run
+                for run in world.runs_of(f"mdca_{name}", plan[name][1])
+                if run.finished and run.logical_date is not None and run.logical_date <= last[name]
+            ]
+            for name in services
+        }
         cpu1, stats1 = airflow_cpu_seconds(world.stack), world.mdca_stats()
         # Windows that came due meanwhile ran too (their work is in the CPU and the requests): count them.
-        phase.windows = sum(
-            run.finished for name in services for run in world.stack.dag_runs(f"mdca_{name}", plan[name][1])
-        )
+        phase.windows = sum(run.finished for name in services for run in world.runs_of(f"mdca_{name}", plan[name][1]))
         phase.emulator_cpu = world.emulator_cpu() - emulator0
         phase.machine_cpu = machine_busy_seconds() - machine0
         ends = [run.end_date.timestamp() for runs in done.values() for run in runs if run.end_date]
