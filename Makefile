@@ -2,7 +2,8 @@
 # a bootstrap venv with a pinned uv, then one environment per Airflow line from its committed lock.
 #   make demo              the collector end to end against the bundled emulators
 #   make test              the whole test suite (AIRFLOW=2 for the Airflow 2.11 line); installs Debian's PostgreSQL
-#                          and Redis servers first when missing (as root: make postgres-server redis-server)
+#                          and Redis servers and Chromium first when missing (as root: make postgres-server
+#                          redis-server chromium)
 #   make lint              ruff + mypy
 #   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost
 #   make bench-catchup     a backlog caught up on a real Airflow 3 at MDCA's pace, and live windows' freshness
@@ -18,7 +19,7 @@ VENV := $(if $(filter 2,$(AIRFLOW)),.venv-af2,.venv)
 LOCK := requirements/airflow$(AIRFLOW).lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint format bench bench-catchup faults lock clean postgres-server redis-server
+.PHONY: env demo test lint format bench bench-catchup faults lock clean postgres-server redis-server chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,36 +44,37 @@ demo:
 	@$(MAKE) --no-print-directory env AIRFLOW=3
 	.venv/bin/python scripts/demo.py $(DEMO_ARGS)
 
-test: $(VENV)/.synced node_modules/.bin/azurite-blob postgres-server redis-server
+test: $(VENV)/.synced node_modules/.bin/azurite-blob postgres-server redis-server chromium
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# PostgreSQL's server for the end-to-end backfill with Airflow's metadata on PostgreSQL: the test starts its own
-# cluster on 127.0.0.1 from Debian's binaries (/usr/lib/postgresql/<version>/bin, tests/e2e/postgres.py). Installed
-# when missing if we are root; otherwise this says what to install (the test fails without it, it is never skipped).
-postgres-server:
-	@if ls /usr/lib/postgresql/*/bin/postgres /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+# A Debian package the tests need, installed when $(1) finds it missing if we are root; otherwise this says what to
+# install (the tests fail without it: they are never skipped). $(call debian_package,<check>,<package>,<what for>)
+define debian_package
+	@if $(1) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "Installing Debian's PostgreSQL server for tests/e2e (apt-get install postgresql)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+		echo "Installing Debian's $(2) for $(3) (apt-get install $(2))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2); \
 	else \
-		echo "make test needs PostgreSQL's server (no initdb/postgres under /usr/lib/postgresql/*/bin): as root," \
-			"apt-get install -y --no-install-recommends postgresql (Debian's package), then make test again" >&2; \
+		echo "make test needs Debian's $(2) for $(3) (not found: $(1)): as root run" \
+			"apt-get install -y --no-install-recommends $(2) and make test again" >&2; \
 		exit 1; \
 	fi
+endef
+
+# PostgreSQL's server for the end-to-end backfill with Airflow's metadata on PostgreSQL: the test starts its own
+# cluster on 127.0.0.1 from Debian's binaries (/usr/lib/postgresql/<version>/bin, tests/e2e/postgres.py).
+postgres-server:
+	$(call debian_package,ls /usr/lib/postgresql/*/bin/postgres /usr/lib/postgresql/*/bin/initdb,postgresql,tests/e2e)
 
 # Redis's server, the Celery broker of the end-to-end CeleryExecutor cluster (tests/e2e/test_celery_cluster.py): the
-# test starts its own on 127.0.0.1 from Debian's binary (tests/harness/redis_server.py). Installed when missing, as
-# PostgreSQL's server above; the test fails without it, it is never skipped.
+# test starts its own on 127.0.0.1 from Debian's binary (tests/harness/redis_server.py).
 redis-server:
-	@if [ -x /usr/bin/redis-server ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-		echo "Installing Debian's Redis server for tests/e2e (apt-get install redis-server)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; \
-	else \
-		echo "make test needs Redis's server (no /usr/bin/redis-server): as root," \
-			"apt-get install -y --no-install-recommends redis-server (Debian's package), then make test again" >&2; \
-		exit 1; \
-	fi
+	$(call debian_package,test -x /usr/bin/redis-server,redis-server,tests/e2e)
+
+# Debian's Chromium, the browser of the real-browser tests of Airflow 3's UI (tests/browser): Playwright drives it
+# through its executable (tests/harness/browser.py), never a browser of its own (no `playwright install`).
+chromium:
+	$(call debian_package,test -x /usr/bin/chromium,chromium,tests/browser)
 
 # Test-only Node tools from the committed package-lock.json: Azurite, the Azure Storage emulator that the abfs://
 # staging tests start on 127.0.0.1 (tests/integration/conftest.py). Reinstalled when the lock changes.
@@ -112,8 +114,9 @@ lock: | $(UV)
 		--python-version 3.10 --generate-hashes --quiet -o requirements/airflow3.lock.txt
 	$(UV) pip compile pyproject.toml requirements/airflow2.in --extra test --extra dev --universal \
 		--python-version 3.10 --generate-hashes --quiet -o requirements/airflow2.lock.txt
-	# The Dockerfile's: the provider and Airflow 3 only, no test or dev tools, for the image's Python.
-	$(UV) pip compile pyproject.toml requirements/airflow3.in --universal \
+	# The Dockerfile's: the provider, Airflow 3 and the StatsD client only (no test or dev tools), for the image's
+	# Python.
+	$(UV) pip compile pyproject.toml requirements/airflow3.in --extra statsd --universal \
 		--python-version 3.11 --generate-hashes --quiet -o requirements/image.lock.txt
 
 clean:

@@ -34,6 +34,11 @@ try:
 except ImportError:  # pragma: no cover - Airflow 2.11
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
+try:  # Airflow 3: the Task SDK's Stats (``airflow.stats`` is a deprecated shim there, which warns)
+    from airflow.sdk.observability.stats import Stats
+except ImportError:  # pragma: no cover - Airflow 2.11
+    from airflow.stats import Stats  # type: ignore[no-redef,unused-ignore]
+
 #: ``retry_exponential_backoff`` doubling each wait: a multiplier on Airflow 3 (3.3 reads True as 1, no backoff), a
 #: flag on Airflow 2.11 (which always doubles).
 EXPONENTIAL_BACKOFF: float | bool = 2.0 if AIRFLOW_V3 else True
@@ -50,6 +55,7 @@ __all__ = [
     "EXPONENTIAL_BACKOFF",
     "ObjectStoragePath",
     "Param",
+    "Stats",
     "Variable",
     "mask_secret",
 ]

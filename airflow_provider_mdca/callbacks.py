@@ -4,7 +4,8 @@ Each DAG built by :mod:`airflow_provider_mdca.dag_factory` gets one :class:`Outa
 
 - ``on_retry_callback``: a failed try that Airflow will retry logs one line saying what is down (MDCA, Entra ID,
   Devo, staging), since when (the outage's first failed try, across windows: :class:`~.recovery.OutageBook`), which
-  try this is and until when it will be retried; then the configured notifiers for ``retry`` are called;
+  try this is and until when it will be retried; counts the retry (the metric ``task_retries``,
+  :mod:`airflow_provider_mdca.metrics`); then the configured notifiers for ``retry`` are called;
 - ``on_failure_callback``: the last try failed (the outage outlasted ``recovery_horizon``, or the error is not one a
   retry can cure): it logs, loudly, the window that is not delivered and the one command that delivers every such
   window once the cause is repaired; then the ``failure`` notifiers;
@@ -27,6 +28,7 @@ from typing import Any
 from airflow_provider_mdca.config.durations import format_duration
 from airflow_provider_mdca.config.model import NotifierSpec
 from airflow_provider_mdca.errors import InitVariablesError
+from airflow_provider_mdca.metrics import ServiceMetrics, StatsEmitter
 from airflow_provider_mdca.recovery import OutageBook, component_of, outage_line
 
 __all__ = ["OutageCallbacks", "build_notifiers", "deliver_command"]
@@ -55,6 +57,9 @@ class OutageCallbacks:
     :param staging_base: a callable returning the staging base (an ``ObjectStoragePath``), called only when a
         callback runs, so that building the DAG touches no storage.
     :param retry_span: how long the tasks are retried (``recovery_horizon``), for the log line's "until when".
+    :param tenant: the tenant of a multi-tenant collector (None: single-tenant), for the metrics' names.
+    :param stats: a callable returning where metrics go, called only when a retry is counted; default Airflow's
+        ``Stats`` (imported then: this module imports nothing from Airflow).
     """
 
     def __init__(
@@ -64,8 +69,12 @@ class OutageCallbacks:
         staging_base: Callable[[], Any],
         retry_span: timedelta,
         notifiers: Mapping[str, list[Callback]] | None = None,
+        tenant: str | None = None,
+        stats: Callable[[], StatsEmitter] | None = None,
     ) -> None:
         self.service = service
+        self.tenant = tenant
+        self.stats = stats or _airflow_stats
         self.staging_base = staging_base
         self.retry_span = retry_span
         self.notifiers = {event: list((notifiers or {}).get(event, [])) for event in ("retry", "failure")}
@@ -75,6 +84,7 @@ class OutageCallbacks:
         outage = self._note_failure(context)
         if outage is not None:
             log.warning("%s", self._line(context, outage))
+        self._count_retry(context)
         self._notify("retry", context)
 
     def on_failure(self, context: Mapping[str, Any]) -> None:
@@ -113,6 +123,15 @@ class OutageCallbacks:
                 self.service,
                 _window(context),
             )
+
+    def _count_retry(self, context: Mapping[str, Any]) -> None:
+        try:
+            emitter = self.stats()
+        except Exception as exc:  # a metric is a report, never a control
+            log.warning("task_retries of %s was not counted: %s", self.service, exc)
+            return
+        metrics = ServiceMetrics(emitter, tenant=self.tenant, service=self.service)
+        metrics.task_retried(getattr(context.get("ti"), "task_id", None))
 
     def _note_failure(self, context: Mapping[str, Any]) -> Any:
         exc = context.get("exception")
@@ -178,6 +197,13 @@ def _build(spec: NotifierSpec, where: str) -> Callback:
     if not callable(target):
         raise InitVariablesError(1, f"{where}.notifier: {spec.notifier!r} did not build a callable notifier")
     return target  # type: ignore[no-any-return]
+
+
+def _airflow_stats() -> StatsEmitter:
+    """Airflow's ``Stats``, imported when a callback first needs it (building a DAG needs no metrics)."""
+    from airflow_provider_mdca._compat import Stats
+
+    return Stats
 
 
 def _window(context: Mapping[str, Any]) -> str:

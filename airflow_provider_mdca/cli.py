@@ -4,8 +4,11 @@ Commands::
 
     mdca-collector validate [--config PATH]      the configuration, then every connection the enabled services use
     mdca-collector show-config [--config PATH]   the effective settings of every service (the file holds no secret)
+    mdca-collector setup [--config PATH]         create the fetch tasks' pools (one slot; each tenant its own)
     mdca-collector schema                        the configuration's JSON schema
     mdca-collector undelivered [--deliver]       the windows failed runs left out of Devo; --deliver runs them again
+    mdca-collector status [--days N] [--json]    per tenant and service, the windows of the last days: delivered,
+                                                 failed, retrying, running, not run, expired; records and freshness
 
 ``validate`` checks, each on one line with ``OK``, ``FAIL`` or ``SKIP``:
 
@@ -16,9 +19,16 @@ Commands::
 - the obfuscation key, where a rule hashes.
 
 It pulls nothing beyond one record per service and delivers nothing. Exit status: 0 when every check passed, 1 when
-one failed, 2 when the configuration is invalid. The config is ``--config``, else ``$MDCA_COLLECTOR_CONFIG``, else
-``mdca_collector.yaml`` in Airflow's DAGs folder. Connections and Variables come from Airflow: its metadata database,
-``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>`` variables, or a secrets backend.
+one failed, 2 when the configuration is invalid.
+
+``status`` prints the coverage (:mod:`airflow_provider_mdca.coverage`, read from Airflow's metadata database): per
+tenant and service a strip of the windows of the last ``--days`` (default 7), totals and freshness; ``--json`` the
+document of the UI plugin's ``coverage.json``. Exit status: 0 when no window failed or is older than MDCA keeps, 1 when
+one did, 2 when the configuration is invalid.
+
+The config is ``--config``, else ``$MDCA_COLLECTOR_CONFIG``, else ``mdca_collector.yaml`` in Airflow's DAGs folder.
+Connections and Variables come from Airflow: its metadata database, ``AIRFLOW_CONN_<ID>`` / ``AIRFLOW_VAR_<NAME>``
+variables, or a secrets backend.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from typing import TYPE_CHECKING, TypeVar
 import yaml
 
 from airflow_provider_mdca.config import SCHEMA, CollectorConfig, ServiceConfig, load_collector_config
+from airflow_provider_mdca.coverage import DEFAULT_DAYS
+from airflow_provider_mdca.coverage.model import MAX_DAYS
 from airflow_provider_mdca.errors import InitVariablesError, MdcaProviderError
 from airflow_provider_mdca.redaction import redact_text
 from airflow_provider_mdca.services import SERVICES, AuthKind
@@ -79,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdca-collector",
-        description="Check and operate the MDCA to Devo collector: configuration, connections, undelivered windows.",
+        description=(
+            "Check and operate the MDCA to Devo collector: configuration, connections, coverage, undelivered windows."
+        ),
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     config_help = f"the collector config (default: ${CONFIG_ENV}, else {CONFIG_NAME} in Airflow's DAGs folder)"
@@ -100,6 +114,23 @@ def _parser() -> argparse.ArgumentParser:
         "--deliver", action="store_true", help="clear their failed tasks: the scheduler delivers them, each record once"
     )
     undelivered.set_defaults(command=_undelivered_command)
+    status = commands.add_parser(
+        "status", help="the coverage: each service's windows of the last days, records, freshness (exit 1: failures)"
+    )
+    status.add_argument("--config", type=Path, help=config_help)
+    status.add_argument(
+        "--days",
+        type=_days,
+        default=DEFAULT_DAYS,
+        help=f"how many days back (default {DEFAULT_DAYS}, at most {MAX_DAYS})",
+    )
+    status.add_argument("--json", action="store_true", help="the JSON document of the UI plugin's coverage.json")
+    status.set_defaults(command=_status_command)
+    setup = commands.add_parser(
+        "setup", help="create the pools the fetch tasks run in (one slot each; an existing pool is left as it is)"
+    )
+    setup.add_argument("--config", type=Path, help=config_help)
+    setup.set_defaults(command=_setup_command)
     schema = commands.add_parser("schema", help="print the configuration's JSON schema")
     schema.set_defaults(command=lambda _args: _print(json.dumps(SCHEMA, indent=2)))
     return parser
@@ -156,6 +187,64 @@ def _undelivered_command(args: argparse.Namespace) -> int:
     return EXIT_FAILED if windows else EXIT_OK
 
 
+def _setup_command(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    failed = False
+    for pool, services in _grouped(config.dag_configs, lambda s: s.pool).items():
+        check = create_pool(pool, [s.label for s in services])
+        print(check.line(), flush=True)
+        failed |= check.ok is False
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def create_pool(pool: str, services: list[str]) -> Check:
+    """Create ``pool`` with one slot unless it exists (its slots are then the operator's choice, left alone).
+
+    One slot: the services that share a pool share one tenant's 30 requests a minute, so their fetches take turns.
+    """
+    subject = f"pool {pool!r}"
+    try:
+        from airflow.models.pool import Pool
+
+        found = Pool.get_pool(pool)
+        if found is not None:
+            return Check(subject, True, f"exists with {found.slots} slot{'s' if found.slots != 1 else ''}; left as is")
+        description = f"MDCA API requests of {', '.join(services)}: one tenant's 30 requests a minute"
+        Pool.create_or_update_pool(pool, 1, description, False)
+    except Exception as exc:  # no reachable metadata database, or it refused the write
+        return Check(subject, False, f"not created: {_error_text(exc)}")
+    return Check(subject, True, f"created with 1 slot for {', '.join(services)}")
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"a whole number of days from 1 to {MAX_DAYS}, not {text!r}")
+    return days
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from airflow_provider_mdca.coverage.airflow_db import read_coverage
+    from airflow_provider_mdca.coverage.render import render_text
+
+    try:
+        coverage = read_coverage(config.dag_configs, args.days)
+    except Exception as exc:  # no reachable metadata database, or one not migrated
+        # The type only: a driver's message may quote the database URL, credentials included.
+        print(f"FAIL  cannot read Airflow's metadata database ({type(exc).__name__})", flush=True)
+        return EXIT_FAILED
+    _print(json.dumps(coverage.as_dict(), indent=2) if args.json else render_text(coverage))
+    return EXIT_FAILED if coverage.problems else EXIT_OK
+
+
 def _validate_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -165,8 +254,8 @@ def _validate_command(args: argparse.Namespace) -> int:
 
 def validate(config: CollectorConfig, out: Callable[[str], None] = print) -> int:
     """Run every check of ``config`` (already loaded), print one line each, return the exit status."""
-    enabled = config.enabled
-    names = ", ".join(enabled) or "none"
+    enabled = config.dag_configs
+    names = ", ".join(service.label for service in enabled) or "none"
     checks = [Check(f"config {config.source}", True, f"valid; services enabled: {names}")]
     out(checks[0].line())
     # Like `airflow connections test`: look connections up in every backend, the metadata database included
@@ -183,14 +272,13 @@ def validate(config: CollectorConfig, out: Callable[[str], None] = print) -> int
     return EXIT_OK
 
 
-def _all_checks(enabled: dict[str, ServiceConfig]) -> Iterator[Check]:
-    services = list(enabled.values())
+def _all_checks(services: list[ServiceConfig]) -> Iterator[Check]:
     for pool in dict.fromkeys(s.pool for s in services):
         yield _pool_check(pool)
     for conn_id, group in _grouped(services, lambda s: s.mdca_conn_id).items():
         yield from _mdca_checks(conn_id, [s.name for s in group])
     for conn_id, group in _grouped(services, lambda s: s.devo_conn_id).items():
-        yield _devo_check(conn_id, [s.name for s in group])
+        yield _devo_check(conn_id, [s.label for s in group])
     hashing = [s for s in services if any(rule.method == "hmac" for rule in s.obfuscation)]
     for _, group in _grouped(hashing, lambda s: (s.obfuscation_key_conn_id, s.obfuscation_key_variable)).items():
         yield _obfuscation_check(group)
@@ -226,7 +314,7 @@ def _pool_check(pool: str) -> Check:
             subject,
             False,
             "does not exist, so the fetch tasks would never be scheduled; create it with one slot (the services "
-            f'share one tenant\'s request budget): airflow pools set {pool} 1 "MDCA API"',
+            f'share one tenant\'s request budget): mdca-collector setup, or airflow pools set {pool} 1 "MDCA API"',
         )
     return Check(subject, True, f"exists with {found.slots} slot{'s' if found.slots != 1 else ''}")
 
@@ -295,7 +383,7 @@ def _obfuscation_check(group: list[ServiceConfig]) -> Check:
         if first.obfuscation_key_conn_id
         else f"Variable {first.obfuscation_key_variable!r}"
     )
-    subject = f"obfuscation key ({', '.join(s.name for s in group)})"
+    subject = f"obfuscation key ({', '.join(s.label for s in group)})"
     try:
         for service in group:
             build_obfuscator(

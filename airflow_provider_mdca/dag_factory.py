@@ -42,7 +42,14 @@ from airflow_provider_mdca.operators.flatten import MdcaFlattenAlertsOperator
 from airflow_provider_mdca.operators.mdca import MdcaFetchOperator, fetch_operator
 from airflow_provider_mdca.services import SERVICES
 
-__all__ = ["RETENTION_DAG_ID", "RETENTION_INTERVAL", "build_dag", "build_dags", "build_retention_dag"]
+__all__ = [
+    "RETENTION_DAG_ID",
+    "RETENTION_INTERVAL",
+    "build_dag",
+    "build_dags",
+    "build_retention_dag",
+    "cleanup_task_id",
+]
 
 #: The DAG that removes delivered windows older than each service's ``retention`` from staging.
 RETENTION_DAG_ID = "mdca_staging_retention"
@@ -59,9 +66,11 @@ _RESHIP_HELP = (
 def build_dags(config: CollectorConfig) -> dict[str, DAG]:
     """The DAGs of the enabled services (``mdca_<service>``) and the retention DAG, by DAG id.
 
-    The DAG file does ``globals().update(build_dags(config))`` so that Airflow finds them.
+    A multi-tenant config has a DAG per tenant and enabled service (``<tenant>_mdca_<service>``, or the tenant's
+    ``dag_id_prefix``), and one retention DAG for all. The DAG file does ``globals().update(build_dags(config))`` so
+    that Airflow finds them.
     """
-    services = list(config.enabled.values())
+    services = config.dag_configs
     dags = {service.dag_id: build_dag(service) for service in services}
     if services:
         dags[RETENTION_DAG_ID] = build_retention_dag(services)
@@ -101,8 +110,8 @@ def build_dag(service: ServiceConfig, *, dag_id: str | None = None) -> DAG:
 def build_retention_dag(services: list[ServiceConfig], *, dag_id: str = RETENTION_DAG_ID) -> DAG:
     """Every ``RETENTION_INTERVAL``, remove each service's delivered windows older than its ``retention``.
 
-    One task per service (``cleanup_<service>``), each on that service's staging. Undelivered windows stay however
-    old. No catchup: one sweep covers every hour the scheduler missed.
+    One task per service (``cleanup_<service>``; a tenant's ``cleanup_<tenant>_<service>``), each on that service's
+    staging. Undelivered windows stay however old. No catchup: one sweep covers every hour the scheduler missed.
     """
     if not services:
         raise ValueError("the retention DAG needs at least one service")
@@ -132,7 +141,8 @@ def _retry_args(service: ServiceConfig) -> dict[str, Any]:
     """
     callbacks = OutageCallbacks(
         service=service.name,
-        staging_base=functools.partial(staging_base, service.staging_url, service.staging_conn_id),
+        tenant=service.tenant,
+        staging_base=functools.partial(staging_base, service.staging_url, service.staging_conn_id, service.tenant),
         retry_span=service.retry_span,
         notifiers=build_notifiers(service.notify, where=f"services.{service.name}.notify"),
     )
@@ -164,6 +174,7 @@ def _fetch_task(service: ServiceConfig, **kwargs: Any) -> MdcaFetchOperator:
         mdca_conn_id=service.mdca_conn_id,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
+        tenant=service.tenant,
         page_size=service.page_size,
         on_expired_window=service.on_expired_window,
         lag=service.lag,
@@ -184,6 +195,7 @@ def _flatten_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> MdcaF
         obfuscation_key_variable=service.obfuscation_key_variable,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
+        tenant=service.tenant,
         **kwargs,
     )
 
@@ -201,6 +213,7 @@ def _ship_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> DevoShip
         extra_fields=dict(service.extra_fields) or None,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
+        tenant=service.tenant,
         **kwargs,
     )
 
@@ -208,17 +221,24 @@ def _ship_task(service: ServiceConfig, manifest: Any, **kwargs: Any) -> DevoShip
 def _cleanup_task(service: ServiceConfig, **kwargs: Any) -> MdcaStagingCleanupOperator:
     # Only delivered windows are removed (the operator checks each window's delivery marker).
     return MdcaStagingCleanupOperator(
-        task_id=f"cleanup_{service.name}",
+        task_id=cleanup_task_id(service),
         service=service.name,
         staging_url=service.staging_url,
         staging_conn_id=service.staging_conn_id,
         retention=service.retention,
+        tenant=service.tenant,
         **kwargs,
     )
 
 
+def cleanup_task_id(service: ServiceConfig) -> str:
+    """The retention DAG's task for ``service``: ``cleanup_<service>``, or ``cleanup_<tenant>_<service>``."""
+    return f"cleanup_{service.name}" if service.tenant is None else f"cleanup_{service.tenant}_{service.name}"
+
+
 def _description(service: ServiceConfig) -> str:
-    return f"MDCA {service.name} -> Devo {service.tag}, one window every {format_duration(service.period)}"
+    tenant = "" if service.tenant is None else f" (tenant {service.tenant})"
+    return f"MDCA {service.name}{tenant} -> Devo {service.tag}, one window every {format_duration(service.period)}"
 
 
 def _doc_md(service: ServiceConfig, dag_id: str) -> str:
@@ -248,8 +268,9 @@ def _doc_md(service: ServiceConfig, dag_id: str) -> str:
         if task != "flatten" or service.flatten
     )
     assert service.historic_date_utc is not None
+    tenant = "" if service.tenant is None else f" (tenant `{service.tenant}`)"
     return f"""\
-### Microsoft Defender for Cloud Apps {service.name} → Devo
+### Microsoft Defender for Cloud Apps {service.name} → Devo{tenant}
 
 Reads MDCA `/{info.endpoint}` and delivers to the Devo table `{service.tag}`.
 
@@ -290,8 +311,7 @@ Configured in the collector config (`dags/mdca_collector.yaml`, or the file name
 
 def _retention_doc_md(services: list[ServiceConfig]) -> str:
     lines = "\n".join(
-        f"- `cleanup_{service.name}`: windows delivered more than {format_duration(service.retention)} ago "
-        f"(`services.{service.name}.retention`)"
+        f"- `{cleanup_task_id(service)}`: windows delivered more than {format_duration(service.retention)} ago"
         for service in services
     )
     return f"""\

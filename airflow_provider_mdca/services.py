@@ -82,6 +82,9 @@ class Service:
         that starts earlier cannot be read whole. None: no documented limit.
     :param changes_filter: the filter that finds records changed in a window after they were first read (alerts:
         ``resolutionDate``), and :param changes_field: the record field holding that change's time (epoch ms).
+    :param event_time_field: where the window is on when MDCA stored a record, the record field holding when it
+        happened (epoch ms): a record that happened before its window's start is a late record, which a window on
+        the event's own time would have missed (counted as ``late``).
     """
 
     name: str
@@ -98,6 +101,7 @@ class Service:
     retention: timedelta | None = None
     changes_filter: str | None = None
     changes_field: str | None = None
+    event_time_field: str | None = None
 
     @property
     def sort_field(self) -> str:
@@ -142,6 +146,7 @@ SERVICES: dict[str, Service] = {
                 default_period=timedelta(minutes=5),
                 default_lag=_LAG,
                 retention=timedelta(days=30),
+                event_time_field="timestamp",
             ),
             Service(
                 name="alerts",
@@ -191,6 +196,7 @@ SERVICES: dict[str, Service] = {
                 permission_hint=_FILES_TOKEN,
                 default_period=timedelta(hours=1),
                 default_lag=_LAG,
+                event_time_field="modifiedDate",
             ),
         ],
         key=lambda s: s.name,

@@ -83,8 +83,11 @@ class EventSink(Protocol):
 class _AckTracker:
     """Keys of events handed to the sender, recorded in the ledgers when their batch is acknowledged."""
 
-    def __init__(self, ledgers: list[DeliveryLedger[Any]]) -> None:
+    def __init__(
+        self, ledgers: list[DeliveryLedger[Any]], on_acknowledged: Callable[[int], None] | None = None
+    ) -> None:
         self._ledgers = ledgers
+        self._on_acknowledged = on_acknowledged
         self._in_flight: deque[str] = deque()
         self.acknowledged = 0
 
@@ -96,6 +99,8 @@ class _AckTracker:
         for ledger in self._ledgers:
             ledger.record_batch(keys)
         self.acknowledged += count
+        if self._on_acknowledged is not None:
+            self._on_acknowledged(count)
 
 
 def ship_stage(
@@ -108,6 +113,7 @@ def ship_stage(
     reship_run: str | None = None,
     attempt: int | None = None,
     lease: Mapping[str, Any] | None = None,
+    on_acknowledged: Callable[[int], None] | None = None,
 ) -> ShipSummary:
     """Ship the events staged at ``manifest_path`` to ``tag``, each once, and mark the window delivered.
 
@@ -122,6 +128,9 @@ def ship_stage(
     Only one shipper ships a window at a time: another waits for its :class:`~.staging.lease.WindowLease` (``lease``:
     its keyword arguments, e.g. ``ttl``), then reads the ledger it completed and sends only what is left.
 
+    ``on_acknowledged(count)`` is told of each batch Devo acknowledged, once the ledger holds it: a try that fails
+    later has still delivered those (the delivered-events metric counts them then).
+
     :raises DeliveryError: delivery failed after the sender's retries; what was acknowledged stays in the ledger.
     """
     began = time.monotonic()
@@ -129,7 +138,8 @@ def ship_stage(
     window = window_of(manifest_path)
     # One shipper at a time per window, and the ledger read only once it holds the window (staging/lease.py).
     with WindowLease(window, **(lease or {})) as held:
-        summary = _ship_held(manifest, window, sink, held, tag, obfuscator, extra_fields, reship_run, attempt)
+        tracking = (reship_run, attempt, on_acknowledged)
+        summary = _ship_held(manifest, window, sink, held, tag, obfuscator, extra_fields, *tracking)
         summary.elapsed_seconds = round(time.monotonic() - began, 3)
         mark_window_delivered(window, summary.as_dict())
     return summary
@@ -145,6 +155,7 @@ def _ship_held(
     extra_fields: Mapping[str, Any] | None,
     reship_run: str | None,
     attempt: int | None,
+    on_acknowledged: Callable[[int], None] | None,
 ) -> ShipSummary:
     folder = stage_dir(window, manifest.stage)
     manifest_path = folder / MANIFEST_NAME
@@ -170,7 +181,7 @@ def _ship_held(
     delivered_before = resume.delivered_ids() if pending else set()
     # An acknowledged batch the ledger could not record would be sent again: room for the ledger first.
     require_space(window, _ledger_bytes(manifest, pending, len(ledgers)), "the delivery ledger of this window")
-    tracker = _AckTracker(ledgers)
+    tracker = _AckTracker(ledgers, on_acknowledged)
     sent = DeliveryStats()
     for part, keys in _keyed_parts(manifest, folder, pending):
         keyed = ((keys.key(record), record) for record in read_part(folder, part))

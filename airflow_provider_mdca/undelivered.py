@@ -69,7 +69,7 @@ def failed_windows(config: CollectorConfig, run: Runner = run_airflow) -> list[F
     from airflow_provider_mdca._compat import AIRFLOW_V3
 
     windows: list[FailedWindow] = []
-    for service in config.enabled.values():
+    for service in config.dag_configs:
         args = ["dags", "list-runs", service.dag_id] if AIRFLOW_V3 else ["dags", "list-runs", "-d", service.dag_id]
         output = run([*args, "--state", "failed", "-o", "json"])
         for row in _json_rows(output):

@@ -143,10 +143,6 @@ def collector_config(services: dict[str, tuple[timedelta, datetime]]) -> dict[st
     return {"defaults": {"enabled": False}, "services": entries}
 
 
-def _when(value: Any) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-
-
 def process_cpu_seconds(pid: int) -> float:
     """CPU-seconds of a process and of its reaped children (0 when it is gone)."""
     try:
@@ -270,28 +266,8 @@ class World:
         return ends
 
     def runs_of(self, dag_id: str, first: datetime | None = None) -> list[DagRun]:
-        """Every run of ``dag_id`` (from the logical date ``first``), page by page: the api-server caps a page at 100,
-        and the harness's ``dag_runs`` reads one page."""
-        found: list[dict[str, Any]] = []
-        while True:
-            params = {"limit": 100, "offset": len(found), "order_by": "logical_date"}
-            answer = self.stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)
-            found.extend(answer["dag_runs"])
-            if not answer["dag_runs"] or len(found) >= answer["total_entries"]:
-                break
-        runs = [
-            DagRun(
-                dag_id,
-                run["dag_run_id"],
-                run["state"],
-                _when(run.get("logical_date")),
-                run.get("run_type", ""),
-                _when(run.get("start_date")),
-                _when(run.get("end_date")),
-            )
-            for run in found
-        ]
-        return [run for run in runs if first is None or (run.logical_date is not None and run.logical_date >= first)]
+        """Every run of ``dag_id`` from the logical date ``first`` (all of them without it)."""
+        return self.stack.dag_runs(dag_id, first)
 
     def ship_instances(self) -> list[dict[str, Any]]:
         """Every successful ship task instance, page by page (the api-server caps a page at 100)."""

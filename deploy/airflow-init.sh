@@ -4,7 +4,8 @@
 #   1. the shared volumes belong to AIRFLOW_UID (group 0), so that every container, whatever its uid, can write them;
 #   2. the metadata database is migrated and the admin user created (the official image's /entrypoint does both,
 #      asked by _AIRFLOW_DB_MIGRATE and _AIRFLOW_WWW_USER_CREATE);
-#   3. the pool of the fetch tasks exists: one slot, because the five DAGs share one tenant's 30 requests a minute.
+#   3. the pools of the fetch tasks exist (mdca-collector setup, from the collector config): one slot each, because
+#      the DAGs of one tenant share its 30 requests a minute; an invalid config stops here, naming the key.
 # Idempotent: a second `up` changes nothing.
 set -euo pipefail
 
@@ -20,8 +21,8 @@ chmod 0700 /opt/airflow/mdca-staging
 chmod 0770 /opt/mdca/emulator
 
 /entrypoint airflow version
-airflow pools set mdca_api 1 "MDCA API: one tenant's 30 requests a minute (all five DAGs)"
+mdca-collector setup
 
 # Files the commands above created as root (logs) go to AIRFLOW_UID too.
 find /opt/airflow/logs ! -uid "${uid}" -exec chown "${uid}:0" {} +
-echo "airflow-init: database migrated, pool mdca_api set, volumes owned by ${uid}:0"
+echo "airflow-init: database migrated, fetch pools set, volumes owned by ${uid}:0"

@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             with stack:
                 stamp(f"Airflow is up. UI: {stack.base_url}  user: admin  password: {stack.password}")
                 say(f"           (the password is in {stack.password_file}; process logs in {stack.log_dir})")
+                say(f"           Coverage page: {stack.base_url}/mdca/coverage (Plugins -> MDCA coverage)")
                 dag_ids = [span.dag_id for span in ranges.values()]
                 stack.wait_for_dags(dag_ids)
                 for span in ranges.values():
@@ -323,11 +324,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"Late records: {late} of the {total} activities delivered were stored by MDCA more than an hour "
                     f"after they happened (the latest {latest:.1f} h): each in the window it was stored in."
                 )
+                status = stack.collector("status", "--days", "1")
+                say("\nmdca-collector status --days 1 (the coverage page's numbers, in the terminal):")
+                say(status.stdout.rstrip() or status.stderr.rstrip())
+                say(f"Coverage page: {stack.base_url}/mdca/coverage")
                 bad = [row.tag for row in rows if not row.ok]
                 say("Every record exactly once." if not bad else f"Wrong: {', '.join(bad)} (see above).")
                 stamp(f"Done in {time.monotonic() - began:.0f}s.")
                 if args.keep_running:
                     say(f"\nStill running, the DAGs live. UI: {stack.base_url}  user admin  password {stack.password}")
+                    say(f"Coverage page: {stack.base_url}/mdca/coverage")
                     say("Press Ctrl-C to stop everything.")
                     while True:
                         time.sleep(1)

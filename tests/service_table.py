@@ -35,6 +35,8 @@ class Expected:
     retention: timedelta | None = None
     #: The filter that finds records changed after they were first read.
     changes_filter: str | None = None
+    #: Where the window is on when MDCA stored a record: the field of when it happened (late records are counted).
+    event_time_field: str | None = None
 
     @property
     def windowed(self) -> bool:
@@ -65,6 +67,7 @@ SERVICE_TABLE: dict[str, Expected] = {
             _LAG,
             "created",
             retention=timedelta(days=30),
+            event_time_field="timestamp",
         ),
         Expected(
             "alerts",
@@ -103,6 +106,7 @@ SERVICE_TABLE: dict[str, Expected] = {
             timedelta(hours=1),
             _LAG,
             "snapshotLastModifiedDate",
+            event_time_field="modifiedDate",  # the app's own time of the change
         ),
     )
 }

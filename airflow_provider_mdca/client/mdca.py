@@ -182,6 +182,8 @@ class MdcaClient:
                 read: set[str] = set()
                 for record in self._paginator(svc, window, stats, page_size).records(fetch):
                     stats.records += 1
+                    if svc.event_time_field and _happened_before(record.get(svc.event_time_field), window.start_ms):
+                        stats.late += 1
                     if svc.changes_filter:
                         read.add(record_key(record))
                     yield record
@@ -204,6 +206,7 @@ class MdcaClient:
                 continue  # read above in its changed state already: one event for it in this window
             stats.records += 1
             stats.changes += 1
+            stats.late += 1  # raised in an earlier window, changed in this one
             yield record
 
     def _paginator(
@@ -245,6 +248,23 @@ class MdcaClient:
     def get_token(self) -> str:
         """An Entra ID access token (SetupError 100-103 when it cannot be had)."""
         return self.entra_auth.access_token()
+
+
+def _happened_before(moment: object, start_ms: int) -> bool:
+    """Whether an event time (epoch ms, or ISO 8601 text) is before ``start_ms``; False when it is not a time."""
+    if isinstance(moment, bool):
+        return False
+    if isinstance(moment, (int, float)):
+        return moment < start_ms
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return to_epoch_ms(parsed) < start_ms
+    return False
 
 
 def _check_retention(svc: Service, start: datetime, end: datetime, on_expired: ExpiredWindow) -> None:

@@ -25,6 +25,9 @@ class FetchStats:
     duplicates_dropped: int = 0
     #: Records read again because they changed in the window after they were first read (alerts resolved).
     changes: int = 0
+    #: Records stored in the window that happened before it (activities, files): a window on the event's own time
+    #: would have missed them. Alerts' late records are their :attr:`changes`.
+    late: int = 0
     out_of_window_dropped: int = 0
     rate_limit_wait_seconds: float = 0.0
     elapsed_seconds: float = 0.0
@@ -39,7 +42,7 @@ class FetchStats:
         return (
             f"{self.service}: {self.records} records (API total {self.api_total}) in {self.pages} pages, "
             f"{self.requests} requests, {self.retries} retries, {self.throttled} throttled, "
-            f"{self.changes} read again as changed, {self.duplicates_dropped} duplicates dropped, "
+            f"{self.late} late, {self.changes} read again as changed, {self.duplicates_dropped} duplicates dropped, "
             f"{self.out_of_window_dropped} out of window dropped, "
             f"{self.elapsed_seconds:.3f} s ({rate:.0f} records/s)"
         )

@@ -11,6 +11,15 @@ service registry)::
       alerts: {period: 10m, max_events_per_alert: 500}
       files: {enabled: false}
 
+A managed security provider collects several MDCA tenants from one file: ``tenants.<name>`` gives each its ``mdca``
+(and ``devo``) connection and anything else it changes, over the file's ``defaults`` and ``services``; each tenant
+gets a DAG per enabled service (``<tenant>_mdca_<service>``) and its own pool (each tenant has its own request
+budget)::
+
+    tenants:
+      contoso: {mdca_conn_id: mdca_contoso, extra_fields: {customer: contoso}}
+      fabrikam: {mdca_conn_id: mdca_fabrikam, services: {files: {enabled: false}}}
+
 Errors are :class:`~airflow_provider_mdca.errors.InitVariablesError`, as in Devo's collector: code 3 when the file
 is structurally invalid (unreadable, a YAML syntax error with its line, a section that is not a mapping), code 1
 for a wrong value, type or unknown key. Either names the file, every offending key path (``services.alerts.period``)
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 from airflow_provider_mdca.config.durations import format_duration, parse_duration
 from airflow_provider_mdca.config.loading import load_collector_config, parse_collector_config
-from airflow_provider_mdca.config.model import BUILTIN_DEFAULTS, CollectorConfig, ServiceConfig
+from airflow_provider_mdca.config.model import BUILTIN_DEFAULTS, CollectorConfig, ServiceConfig, TenantConfig
 from airflow_provider_mdca.config.schema import SCHEMA
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "SCHEMA",
     "CollectorConfig",
     "ServiceConfig",
+    "TenantConfig",
     "format_duration",
     "load_collector_config",
     "parse_collector_config",

@@ -24,6 +24,7 @@ from airflow_provider_mdca.config.model import (
     CollectorConfig,
     NotifierSpec,
     ServiceConfig,
+    TenantConfig,
 )
 from airflow_provider_mdca.config.schema import check_schema
 from airflow_provider_mdca.config.timeouts import AUTO
@@ -31,7 +32,7 @@ from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.services import SERVICES, Paging
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule, parse_rules
 
-__all__ = ["load_collector_config", "parse_collector_config"]
+__all__ = ["SINGLE_TENANT", "load_collector_config", "parse_collector_config"]
 
 #: The services that flatten (alerts): only they take the :data:`FLATTEN_KEYS`.
 _FLATTENED: Final = tuple(name for name, service in SERVICES.items() if service.flattened)
@@ -79,7 +80,7 @@ def load_collector_config(path: str | Path) -> CollectorConfig:
 
 
 def parse_collector_config(data: object, *, source: str = "<config>") -> CollectorConfig:
-    """Validate and type an already-parsed configuration (a mapping with ``defaults`` and ``services``).
+    """Validate and type an already-parsed configuration (a mapping with ``defaults``, ``services``, ``tenants``).
 
     :raises InitVariablesError: as :func:`load_collector_config`.
     """
@@ -90,16 +91,25 @@ def parse_collector_config(data: object, *, source: str = "<config>") -> Collect
     data = _normalised(data)
     check_schema(data, source)
     problems: list[str] = []
-    merged = {name: _merge(name, data) for name in SERVICES}
+    # In a multi-tenant file the file's own settings run no DAG: their problems are said for each tenant that has them.
+    services = _typed_services(data, None, [] if data.get("tenants") else problems)
+    tenants = {name: TenantConfig(name, _typed_services(data, name, problems)) for name in data.get("tenants", {})}
+    problems.extend(_flatten_key_problems(data))
+    problems.extend(_tenant_problems(tenants))
+    if problems:
+        raise InitVariablesError(1, f"collector config {source}: " + "; ".join(dict.fromkeys(problems)))
+    return CollectorConfig(services=services, source=source, tenants=tenants)
+
+
+def _typed_services(data: Mapping[str, Any], tenant: str | None, problems: list[str]) -> dict[str, ServiceConfig]:
+    """Every service's settings, the file's own (``tenant`` None) or one tenant's; problems go to ``problems``."""
+    merged = {name: _merge(name, data, tenant) for name in SERVICES}
     undated = [name for name, m in merged.items() if m["enabled"][0] and m["historic_date_utc"][0] is None]
     if undated and len(undated) == sum(bool(m["enabled"][0]) for m in merged.values()):
         # Set nowhere: one message, not one per service.
         problems.append(f"defaults.historic_date_utc: {_MISSING_DATE}")
-    services = {name: _service_config(name, merged[name], problems) for name in SERVICES}
-    problems.extend(_flatten_key_problems(data))
-    if problems:
-        raise InitVariablesError(1, f"collector config {source}: " + "; ".join(dict.fromkeys(problems)))
-    return CollectorConfig(services=services, source=source)
+    prefix = "" if tenant is None else (data["tenants"][tenant] or {}).get("dag_id_prefix", f"{tenant}_")
+    return {name: _service_config(name, merged[name], problems, tenant, prefix) for name in SERVICES}
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -124,12 +134,24 @@ def _normalised(data: Mapping[str, Any]) -> dict[str, Any]:
             return {**value, "historic_date_utc": value["historic_date_utc"].isoformat()}
         return value
 
+    def services(value: object) -> object:
+        if isinstance(value, Mapping):
+            return {name: section(entry) for name, entry in value.items()}
+        return value
+
     out = dict(data)
-    for key in ("defaults", "services"):
+    for key in ("defaults", "services", "tenants"):
         if key in out:
             out[key] = section(out[key])
-    if isinstance(out.get("services"), Mapping):
-        out["services"] = {name: section(value) for name, value in out["services"].items()}
+    out["services"] = services(out.get("services", {}))
+    if isinstance(out.get("tenants"), Mapping):
+        tenants = {}
+        for name, tenant in out["tenants"].items():
+            tenant = section(tenant)
+            if isinstance(tenant, Mapping) and "services" in tenant:
+                tenant = {**tenant, "services": services(section(tenant["services"]))}
+            tenants[name] = tenant
+        out["tenants"] = tenants
     return out
 
 
@@ -143,38 +165,91 @@ def _reason(exc: BaseException) -> str:
 _Setting = tuple[Any, str]
 
 
-def _merge(name: str, data: Mapping[str, Any]) -> dict[str, _Setting]:
-    """Built-in defaults, then ``defaults``, then ``services.<name>``, each value with the path it came from."""
+def _merge(name: str, data: Mapping[str, Any], tenant: str | None = None) -> dict[str, _Setting]:
+    """The settings of one service, each value with the key path it came from.
+
+    Built-in defaults, then ``defaults``, then ``services.<name>``, then (for a tenant) ``tenants.<tenant>`` and
+    ``tenants.<tenant>.services.<name>``.
+    """
     merged: dict[str, _Setting] = {key: (value, "") for key, value in BUILTIN_DEFAULTS[name].items()}
-    defaults = data.get("defaults") or {}
-    own = (data.get("services") or {}).get(name) or {}
-    for key, value in defaults.items():
-        if key not in FLATTEN_KEYS:  # refused in defaults (see _flatten_key_problems); never applied elsewhere
-            merged[key] = (value, f"defaults.{key}")
-    if any(key in own for key in KEY_SOURCES):
-        for key in KEY_SOURCES:  # naming one key source replaces the defaults' choice, whichever it was
-            merged[key] = (None, "")
-    for key, value in own.items():
-        merged[key] = (value, f"services.{name}.{key}")
+    layers = [("defaults", data.get("defaults") or {}), (f"services.{name}", _service_section(data, name))]
+    if tenant is not None:
+        own = data["tenants"][tenant] or {}
+        settings = {key: value for key, value in own.items() if key not in _TENANT_ONLY_KEYS}
+        layers += [(f"tenants.{tenant}", settings), (f"tenants.{tenant}.services.{name}", _service_section(own, name))]
+    for path, layer in layers:
+        shared = not path.startswith(("services.", f"tenants.{tenant}.services."))
+        if any(key in layer for key in KEY_SOURCES):
+            for key in KEY_SOURCES:  # naming one key source replaces the choice made before, whichever it was
+                merged[key] = (None, "")
+        for key, value in layer.items():
+            if shared and key in FLATTEN_KEYS:
+                continue  # refused in a section for every service (see _flatten_key_problems); never applied
+            merged[key] = (value, f"{path}.{key}")
     return merged
+
+
+def _service_section(section: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    return (section.get("services") or {}).get(name) or {}
+
+
+#: How metrics and the coverage view name the tenant of a single-tenant file: no tenant may take the name.
+SINGLE_TENANT: Final = "default"
+#: The keys of a tenant's section that are not settings.
+_TENANT_ONLY_KEYS: Final = ("dag_id_prefix", "services")
 
 
 def _flatten_key_problems(data: Mapping[str, Any]) -> Iterator[str]:
     where = " or ".join(f"services.{name}.{{key}}" for name in _FLATTENED)
-    for key in FLATTEN_KEYS:
-        if key in (data.get("defaults") or {}):
-            yield f"defaults.{key}: applies to {' and '.join(_FLATTENED)} only; set {where.format(key=key)} instead"
-        for name, section in (data.get("services") or {}).items():
-            if name not in _FLATTENED and key in (section or {}):
-                yield f"services.{name}.{key}: only {' and '.join(_FLATTENED)} are flattened; remove this key"
+    sections: list[tuple[str, Mapping[str, Any]]] = [("", data)]
+    sections += [(f"tenants.{name}.", tenant or {}) for name, tenant in (data.get("tenants") or {}).items()]
+    for prefix, section in sections:
+        shared = "defaults" if not prefix else prefix.rstrip(".")
+        for key in FLATTEN_KEYS:
+            if key in ((section.get("defaults") or {}) if not prefix else section):
+                yield (
+                    f"{shared}.{key}: applies to {' and '.join(_FLATTENED)} only; set "
+                    f"{prefix}{where.format(key=key)} instead"
+                )
+            for name, settings in (section.get("services") or {}).items():
+                if name not in _FLATTENED and key in (settings or {}):
+                    flattened = " and ".join(_FLATTENED)
+                    yield f"{prefix}services.{name}.{key}: only {flattened} are flattened; remove this key"
+
+
+def _tenant_problems(tenants: Mapping[str, TenantConfig]) -> Iterator[str]:
+    """Tenants that would collide: one MDCA connection for two tenants, or two DAGs with one id."""
+    readers: dict[str, str] = {}
+    dag_ids: dict[str, str] = {}
+    if SINGLE_TENANT in tenants:
+        yield (
+            f"tenants.{SINGLE_TENANT}: the name {SINGLE_TENANT!r} stands for a single-tenant collector (in metric "
+            "names and the coverage view); give this tenant its own name"
+        )
+    for tenant in tenants.values():
+        for service in tenant.enabled.values():
+            first = readers.setdefault(service.mdca_conn_id, tenant.name)
+            if first != tenant.name:
+                yield (
+                    f"tenants.{tenant.name}.mdca_conn_id: {service.mdca_conn_id!r} is tenant {first}'s too; each "
+                    "tenant reads its own MDCA tenant through its own mdca connection"
+                )
+            owner = dag_ids.setdefault(service.dag_id, tenant.name)
+            if owner != tenant.name:
+                yield (
+                    f"tenants.{tenant.name}.dag_id_prefix: the DAG id {service.dag_id} is tenant {owner}'s too; give "
+                    "each tenant its own prefix"
+                )
 
 
 class _Problem(Exception):
     """A value that passed the schema but not the closer check."""
 
 
-def _service_config(name: str, merged: dict[str, _Setting], problems: list[str]) -> ServiceConfig:
-    """Type every setting of one service; each bad value adds a problem naming where it was set."""
+def _service_config(
+    name: str, merged: dict[str, _Setting], problems: list[str], tenant: str | None = None, dag_id_prefix: str = ""
+) -> ServiceConfig:
+    """Type every setting of one service (of ``tenant``); each bad value adds a problem naming where it was set."""
 
     def get(key: str, convert: Callable[[Any], Any] = lambda v: v) -> Any:
         value, path = merged[key]
@@ -215,17 +290,36 @@ def _service_config(name: str, merged: dict[str, _Setting], problems: list[str])
             for spec in merged["notify"][0]
         ),
         execution_timeout=get("execution_timeout", _execution_timeout),
-        pool=merged["pool"][0],
+        pool=_pool(merged["pool"], tenant),
         max_active_runs=merged["max_active_runs"][0],
         staging_url=merged["staging_url"][0],
         staging_conn_id=merged["staging_conn_id"][0],
         retention=get("retention", parse_duration),
         mdca_conn_id=merged["mdca_conn_id"][0],
         devo_conn_id=merged["devo_conn_id"][0],
-        tags=tuple(dict.fromkeys([*merged["tags"][0], name])),
+        tags=tuple(dict.fromkeys([*merged["tags"][0], name, *([tenant] if tenant else [])])),
+        tenant=tenant,
+        dag_id_prefix=dag_id_prefix,
     )
     problems.extend(_key_source_problems(name, merged, obfuscation))
+    if tenant is not None and enabled and not merged["mdca_conn_id"][1].startswith(f"tenants.{tenant}."):
+        problems.append(
+            f"tenants.{tenant}.mdca_conn_id: required: each tenant reads its own MDCA tenant through its own mdca "
+            "connection (set it here, or in each of the tenant's services)"
+        )
     return config
+
+
+def _pool(setting: _Setting, tenant: str | None) -> str:
+    """The fetch tasks' pool: a tenant's own, since each tenant has its own 30 requests a minute.
+
+    A pool the tenant names itself is used as it is; the file's shared pool (``mdca_api``) becomes
+    ``mdca_api_<tenant>``.
+    """
+    pool, path = setting
+    if tenant is None or path.startswith(f"tenants.{tenant}."):
+        return str(pool)
+    return f"{pool}_{tenant}"
 
 
 def _positive_duration(value: Any) -> timedelta:

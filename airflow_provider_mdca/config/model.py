@@ -16,7 +16,7 @@ from airflow_provider_mdca.services import SERVICES, ExpiredWindow
 from airflow_provider_mdca.transforms.flatten import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule
 
-__all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig"]
+__all__ = ["BUILTIN_DEFAULTS", "FLATTEN_KEYS", "KEY_SOURCES", "CollectorConfig", "ServiceConfig", "TenantConfig"]
 
 #: The default ``max_active_runs`` of a windowed service: enough runs for a fetch to wait in the pool while the one
 #: before it fetches and others flatten and ship (bench/bench_catchup.py measures it).
@@ -151,11 +151,20 @@ class ServiceConfig:
     devo_conn_id: str
     #: The DAG's tags (the service's name always among them).
     tags: tuple[str, ...]
+    #: The tenant (``tenants.<name>`` in the config) this service collects for; None in a single-tenant file.
+    tenant: str | None = None
+    #: Put before ``mdca_<service>`` in the DAG id (a tenant's, ``<tenant>_`` unless set).
+    dag_id_prefix: str = ""
 
     @property
     def dag_id(self) -> str:
-        """The DAG id of this service: ``mdca_<service>``."""
-        return f"mdca_{self.name}"
+        """The DAG id of this service: ``<dag_id_prefix>mdca_<service>`` (no prefix in a single-tenant file)."""
+        return f"{self.dag_id_prefix}mdca_{self.name}"
+
+    @property
+    def label(self) -> str:
+        """How messages name this service: ``alerts``, or ``contoso/alerts`` for a tenant's."""
+        return self.name if self.tenant is None else f"{self.tenant}/{self.name}"
 
     @property
     def task_timeouts(self) -> dict[str, timedelta | None]:
@@ -210,19 +219,59 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class TenantConfig:
+    """One tenant of a multi-tenant file (``tenants.<name>``): its services' effective settings."""
+
+    name: str
+    #: Every service by name, enabled or not, with the tenant's settings applied.
+    services: dict[str, ServiceConfig]
+
+    @property
+    def enabled(self) -> dict[str, ServiceConfig]:
+        """The tenant's enabled services by name."""
+        return {name: service for name, service in self.services.items() if service.enabled}
+
+    @property
+    def dag_id_prefix(self) -> str:
+        """The prefix of the tenant's DAG ids."""
+        return next(iter(self.services.values())).dag_id_prefix
+
+    def as_dict(self) -> dict[str, Any]:
+        """The tenant's effective settings: its DAG id prefix and every service spelled out."""
+        services = {name: service.as_dict() for name, service in self.services.items()}
+        return {"dag_id_prefix": self.dag_id_prefix, "services": services}
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
-    """The whole collector configuration: every service's settings, enabled or not."""
+    """The whole collector configuration: every service's settings, enabled or not, and its tenants if it has any.
+
+    A single-tenant file has :attr:`services` and no :attr:`tenants`. A multi-tenant file (``tenants:``) has a
+    :class:`TenantConfig` per tenant; its :attr:`services` are then the settings shared by every tenant (``defaults``
+    and ``services`` of the file), which no DAG runs on their own.
+    """
 
     #: Every service by name, in the registry's (sorted) order.
     services: dict[str, ServiceConfig]
     #: Where the configuration came from (a path, or ``<config>``), for messages.
     source: str = field(default="<config>", compare=False)
+    #: The tenants by name, in the file's order; empty in a single-tenant file.
+    tenants: dict[str, TenantConfig] = field(default_factory=dict)
 
     @property
     def enabled(self) -> dict[str, ServiceConfig]:
-        """The enabled services by name."""
+        """The enabled services by name (the file's own: in a multi-tenant file, what tenants start from)."""
         return {name: service for name, service in self.services.items() if service.enabled}
+
+    @property
+    def dag_configs(self) -> list[ServiceConfig]:
+        """The settings of every DAG the file defines: each enabled service, of each tenant when it has tenants."""
+        if self.tenants:
+            return [service for tenant in self.tenants.values() for service in tenant.enabled.values()]
+        return list(self.enabled.values())
 
     def as_dict(self) -> dict[str, Any]:
         """The effective configuration in the file's form, every key of every service spelled out."""
+        if self.tenants:
+            return {"tenants": {name: tenant.as_dict() for name, tenant in self.tenants.items()}}
         return {"services": {name: service.as_dict() for name, service in self.services.items()}}

@@ -19,6 +19,7 @@ __all__ = [
     "MIN_BYTES_PER_ALERT",
     "SCHEMA",
     "SETTINGS",
+    "TENANT_NAME_PATTERN",
     "check_schema",
 ]
 
@@ -127,6 +128,28 @@ SETTINGS: Final[dict[str, Any]] = {
     },
 }
 
+#: A tenant's name: it goes into DAG ids, pool names, staging folders and metric names.
+TENANT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$"
+_SERVICES: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {name: SETTINGS for name in SERVICES},
+}
+#: One tenant (``tenants.<name>``): any setting for all its services, ``services.<name>`` for one, its DAG id prefix.
+TENANT: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **SETTINGS["properties"],
+        "dag_id_prefix": {
+            "x-expected": "a DAG id prefix (letters, digits, '_', '-', '.'), e.g. contoso_",
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_.\-]{0,100}$",
+        },
+        "services": _SERVICES,
+    },
+}
+
 #: The JSON schema (Draft 2020-12) of the collector configuration. ``mdca-collector schema`` prints it.
 SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -136,10 +159,15 @@ SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "properties": {
         "defaults": SETTINGS,
-        "services": {
+        "services": _SERVICES,
+        "tenants": {
             "type": "object",
-            "additionalProperties": False,
-            "properties": {name: SETTINGS for name in SERVICES},
+            "minProperties": 1,
+            "propertyNames": {
+                "x-expected": "a tenant name: a letter or digit, then letters, digits, '_' or '-' (at most 50)",
+                "pattern": TENANT_NAME_PATTERN,
+            },
+            "additionalProperties": TENANT,
         },
     },
 }
@@ -162,9 +190,13 @@ def check_schema(data: Mapping[str, Any], source: str) -> None:
 
 
 def _is_section_error(error: Any) -> bool:
-    """A section (``defaults``, ``services``, ``services.<name>``) that is not a mapping: the file's structure."""
+    """A section (``defaults``, ``services``, ``tenants`` and their entries) that is not a mapping: the structure."""
     path = list(error.absolute_path)
-    is_section = path in (["defaults"], ["services"]) or (len(path) == 2 and path[0] == "services")
+    is_section = (
+        path in (["defaults"], ["services"], ["tenants"])
+        or (len(path) == 2 and path[0] in ("services", "tenants"))
+        or (len(path) in (3, 4) and path[0] == "tenants" and path[2] == "services")
+    )
     return bool(is_section and error.validator == "type" and error.validator_value == "object")
 
 
@@ -190,7 +222,7 @@ def _unknown_keys(path: str, error: Any) -> str:
     known = list(error.schema.get("properties", {}))
     unknown = sorted(str(key) for key in error.instance if key not in known)
     where = [_key_path([*error.absolute_path, key]) for key in unknown]
-    what = "unknown service" if path == "services" else "unknown key"
+    what = "unknown service" if path == "services" or path.endswith(".services") else "unknown key"
     return f"{', '.join(where)}: {what}; expected one of {', '.join(known)}"
 
 

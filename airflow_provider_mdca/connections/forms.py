@@ -28,8 +28,14 @@ MDCA_CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "token_url": {
         "label": "Token URL",
-        "description": "Entra ID login host; change it for sovereign clouds (e.g. https://login.microsoftonline.us/).",
-        "schema": {"type": ["string", "null"], "default": "https://login.microsoftonline.com/"},
+        "description": "Entra ID login host; empty: https://login.microsoftonline.com/ (global Azure). Set it for "
+        "sovereign clouds (e.g. https://login.microsoftonline.us/).",
+        # No schema default: Airflow masks the values of extra keys whose name holds "token", so a default here is
+        # shown and saved as "***". The connection falls back to the global host when the field is empty.
+        "schema": {
+            "type": ["string", "null"],
+            "examples": ["https://login.microsoftonline.com/", "https://login.microsoftonline.us/"],
+        },
     },
     "files_access_token": {
         "label": "Files API token",

@@ -13,9 +13,11 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from airflow_provider_mdca._compat import ObjectStoragePath
 from airflow_provider_mdca.staging import StagingError
 from airflow_provider_mdca.staging.errors import display_location
+from airflow_provider_mdca.staging.layout import check_name
 
 __all__ = [
     "CONFIG_SECTION",
+    "TENANTS_DIR",
     "default_staging_url",
     "peak_memory_mb",
     "staged_location",
@@ -41,8 +43,15 @@ def default_staging_url() -> str:
     return f"file://{os.path.abspath(home)}/mdca/staging"
 
 
-def staging_base(url: str | None, conn_id: str | None = None) -> Any:
+#: Where a tenant's windows are staged, below the staging base: ``tenants/<tenant>``.
+TENANTS_DIR: Final = "tenants"
+
+
+def staging_base(url: str | None, conn_id: str | None = None, tenant: str | None = None) -> Any:
     """The staging base as an ``ObjectStoragePath``: ``url``, or the configured default when it is empty.
+
+    ``tenant`` (a tenant of a multi-tenant collector) stages below it, in ``tenants/<tenant>``: two tenants'
+    windows of one service never share a folder, a ledger or a request budget.
 
     ``conn_id`` names the Airflow connection of an object store. On Azure storage the URL is
     ``abfs://<container>/<path>`` and the connection (``wasb`` or ``adls``) names the account and its credentials:
@@ -50,7 +59,10 @@ def staging_base(url: str | None, conn_id: str | None = None) -> Any:
 
     :raises ValueError: ``url`` is in adlfs's ``abfs://<container>@<account host>/`` form (see :func:`staging_path`).
     """
-    return staging_path(url or default_staging_url(), conn_id)
+    base = staging_path(url or default_staging_url(), conn_id)
+    if tenant is None:
+        return base
+    return base / TENANTS_DIR / check_name(tenant, "tenant")
 
 
 def staging_path(url: str, conn_id: str | None = None) -> Any:
@@ -68,7 +80,9 @@ def staging_path(url: str, conn_id: str | None = None) -> Any:
     return ObjectStoragePath(url, conn_id=conn_id) if conn_id else ObjectStoragePath(url)
 
 
-def staged_location(location: str, staging_url: str | None, conn_id: str | None = None) -> Any:
+def staged_location(
+    location: str, staging_url: str | None, conn_id: str | None = None, tenant: str | None = None
+) -> Any:
     """A staged location from XCom (a manifest's), as a path, refused unless it lies under the staging base.
 
     A flatten or ship task reads what XCom says; XCom is written by tasks, by the REST API and by anyone who can
@@ -78,7 +92,7 @@ def staged_location(location: str, staging_url: str | None, conn_id: str | None 
     :raises StagingError: the location is elsewhere, or holds ``.`` or ``..`` segments; the message names it and the
         staging base.
     """
-    base = staging_base(staging_url, conn_id)
+    base = staging_base(staging_url, conn_id, tenant)
     path = staging_path(location, conn_id)
     reason = _outside(urlsplit(str(path)), urlsplit(str(base)))
     if reason is not None:

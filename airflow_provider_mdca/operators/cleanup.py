@@ -26,6 +26,7 @@ class MdcaStagingCleanupOperator(BaseOperator):
     :param staging_url: the staging base URL (the same as the fetch task's).
     :param staging_conn_id: the connection of the object store used as staging, if any.
     :param retention: how long a delivered window stays staged (for reruns without re-fetching).
+    :param tenant: the tenant of a multi-tenant collector: its windows are below ``tenants/<tenant>``.
     """
 
     template_fields: Sequence[str] = ("staging_url", "staging_conn_id")
@@ -38,6 +39,7 @@ class MdcaStagingCleanupOperator(BaseOperator):
         staging_url: str | None = None,
         staging_conn_id: str | None = None,
         retention: timedelta = timedelta(days=1),
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -47,10 +49,11 @@ class MdcaStagingCleanupOperator(BaseOperator):
         self.staging_url = staging_url
         self.staging_conn_id = staging_conn_id
         self.retention = retention
+        self.tenant = tenant
 
     def execute(self, context: Context) -> int:
         """Remove expired windows; return how many were removed."""
-        base = staging_base(self.staging_url, self.staging_conn_id)
+        base = staging_base(self.staging_url, self.staging_conn_id, self.tenant)
         limit = datetime.now(timezone.utc) - self.retention
         removed = 0
         refused: list[UnsafeLocationError] = []

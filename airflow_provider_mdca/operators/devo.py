@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_mdca._compat import Asset, BaseOperator, Context
+from airflow_provider_mdca._compat import Asset, BaseOperator, Context, Stats
 from airflow_provider_mdca.hooks.devo import DevoHook
+from airflow_provider_mdca.metrics import ServiceMetrics
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staged_location
 from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.services import get_service
@@ -43,6 +44,8 @@ class DevoShipOperator(BaseOperator):
     :param staging_url: the staging base URL (the fetch task's): the manifest must lie under it; default
         ``[mdca] staging_url``, else ``file://$AIRFLOW_HOME/mdca/staging``.
     :param staging_conn_id: the connection of the object store used as staging, if any.
+    :param tenant: the tenant of a multi-tenant collector (the fetch task's): its windows are staged below
+        ``tenants/<tenant>``.
     """
 
     template_fields: Sequence[str] = ("manifest", "devo_conn_id", "staging_url", "staging_conn_id")
@@ -61,6 +64,7 @@ class DevoShipOperator(BaseOperator):
         extra_fields: Mapping[str, Any] | None = None,
         staging_conn_id: str | None = None,
         staging_url: str | None = None,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.service_name = get_service(service).name
@@ -75,12 +79,14 @@ class DevoShipOperator(BaseOperator):
         self.extra_fields = dict(extra_fields) if extra_fields else None
         self.staging_conn_id = staging_conn_id
         self.staging_url = staging_url  # the manifest must lie under it (default: the configured staging base)
+        self.tenant = tenant
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Ship the window; return its delivery summary (counts only)."""
         if not self.manifest:
             raise ValueError(f"{self.service_name}: no manifest location (did the fetch task push one to XCom?)")
-        manifest = staged_location(self.manifest, self.staging_url, self.staging_conn_id)  # before any secret is read
+        # Before any secret is read.
+        manifest = staged_location(self.manifest, self.staging_url, self.staging_conn_id, self.tenant)
         obfuscator = None
         if self.obfuscation:
             obfuscator = build_obfuscator(
@@ -89,6 +95,7 @@ class DevoShipOperator(BaseOperator):
                 key_variable=self.obfuscation_key_variable,
             )
         reship = _truthy(context["params"].get("reship", False))
+        metrics = ServiceMetrics(Stats, tenant=self.tenant, service=self.service_name)
         hook = DevoHook(devo_conn_id=self.devo_conn_id)
         try:
             summary = ship_stage(
@@ -99,6 +106,7 @@ class DevoShipOperator(BaseOperator):
                 extra_fields=self.extra_fields,
                 reship_run=context["run_id"] if reship else None,
                 attempt=context["ti"].try_number,
+                on_acknowledged=metrics.delivered,
             )
         finally:
             hook.close()
@@ -125,6 +133,10 @@ class DevoShipOperator(BaseOperator):
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = figures
+        metrics.shipped(
+            elapsed_seconds=summary.elapsed_seconds,
+            window_end=summary.window_end,
+        )
         return figures
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_mdca._compat import BaseOperator, Context
+from airflow_provider_mdca._compat import BaseOperator, Context, Stats
+from airflow_provider_mdca.metrics import ServiceMetrics
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staged_location
 from airflow_provider_mdca.operators.obfuscation import build_obfuscator
 from airflow_provider_mdca.pipeline import flatten_stage
@@ -32,6 +33,8 @@ class MdcaFlattenAlertsOperator(BaseOperator):
     :param staging_url: the staging base URL (the fetch task's): the manifest must lie under it; default
         ``[mdca] staging_url``, else ``file://$AIRFLOW_HOME/mdca/staging``.
     :param staging_conn_id: the connection of the object store used as staging, if any.
+    :param tenant: the tenant of a multi-tenant collector (the fetch task's): its windows are staged below
+        ``tenants/<tenant>``.
     """
 
     template_fields: Sequence[str] = ("manifest", "staging_url", "staging_conn_id")
@@ -49,6 +52,7 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         staging_conn_id: str | None = None,
         staging_url: str | None = None,
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -65,12 +69,13 @@ class MdcaFlattenAlertsOperator(BaseOperator):
         self.staging_conn_id = staging_conn_id
         self.staging_url = staging_url  # the manifest must lie under it (default: the configured staging base)
         self.max_part_bytes = max_part_bytes
+        self.tenant = tenant
 
     def execute(self, context: Context) -> str:
         """Flatten the staged alerts; return the flattened manifest's location."""
         if not self.manifest:
             raise ValueError("flatten: no manifest location (did the fetch task push one to XCom?)")
-        source = staged_location(self.manifest, self.staging_url, self.staging_conn_id)
+        source = staged_location(self.manifest, self.staging_url, self.staging_conn_id, self.tenant)
         obfuscator = None
         if self.obfuscation:
             obfuscator = build_obfuscator(
@@ -99,4 +104,6 @@ class MdcaFlattenAlertsOperator(BaseOperator):
             summary.elapsed_seconds,
             peak_memory_mb(),
         )
+        metrics = ServiceMetrics(Stats, tenant=self.tenant, service="alerts")
+        metrics.flattened(events=summary.records, elapsed_seconds=summary.elapsed_seconds)
         return str(path)

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
-from airflow_provider_mdca._compat import BaseOperator, Context
+from airflow_provider_mdca._compat import BaseOperator, Context, Stats
+from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.hooks.mdca import MdcaHook
+from airflow_provider_mdca.metrics import ServiceMetrics
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_base
 from airflow_provider_mdca.pipeline import fetch_to_stage
 from airflow_provider_mdca.request_budget import SharedRequestBudget, tenant_key
@@ -16,6 +18,7 @@ from airflow_provider_mdca.staging import DEFAULT_MAX_PART_BYTES, window_dir
 
 __all__ = [
     "FETCH_OPERATORS",
+    "STATS_XCOM_KEY",
     "MdcaActivitiesOperator",
     "MdcaAlertsOperator",
     "MdcaDataEnrichmentOperator",
@@ -24,6 +27,21 @@ __all__ = [
     "MdcaFilesOperator",
     "fetch_operator",
 ]
+
+
+#: The XCom key of a fetch's counts (:func:`window_counts`): numbers only, never a record.
+STATS_XCOM_KEY = "mdca_stats"
+
+
+def window_counts(records: int, stats: FetchStats) -> dict[str, int]:
+    """What the coverage view keeps of a fetch: records staged, late records caught, requests, 429s, retries."""
+    return {
+        "fetched": records,
+        "late": stats.late,
+        "requests": stats.requests,
+        "throttled": stats.throttled,
+        "retries": stats.retries,
+    }
 
 
 #: The fetch operator of each service, by service name: its own subclass where it has one (filled in as each
@@ -51,6 +69,12 @@ class MdcaFetchOperator(BaseOperator):
     :param lag: read the window no sooner than its end + ``lag`` (MDCA stores records a little late). A live window's
         fetch defers itself until then: it waits in the triggerer, holding no worker and no pool slot, and resumes
         by itself. A window that ended long enough ago (a catch-up, a backfill, a rerun) is read at once.
+    :param tenant: the tenant this fetch collects for, in a multi-tenant collector: its windows are staged under
+        ``<staging>/tenants/<tenant>/`` (flatten, ship and cleanup take the same ``tenant``), and its metrics carry it.
+
+    Besides the manifest's location (the return value), the task pushes the XCom ``mdca_stats``: the window's counts
+    (``fetched``, ``late``, ``requests``, ``throttled``, ``retries``), which the coverage view and
+    ``mdca-collector status`` read.
     """
 
     template_fields: Sequence[str] = ("mdca_conn_id", "staging_url", "staging_conn_id")
@@ -73,6 +97,7 @@ class MdcaFetchOperator(BaseOperator):
         on_expired_window: ExpiredWindow = "error",
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
         lag: timedelta = timedelta(0),
+        tenant: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -93,6 +118,7 @@ class MdcaFetchOperator(BaseOperator):
         if lag < timedelta(0):
             raise ValueError(f"lag must not be negative, got {lag}")
         self.lag = lag
+        self.tenant = tenant
 
     def execute(self, context: Context) -> str:
         """Stage the window (once its end + ``lag`` has passed: until then the task defers); return the manifest."""
@@ -122,7 +148,7 @@ class MdcaFetchOperator(BaseOperator):
     def fetch_window(self, context: Context) -> str:
         """Stage the run's data interval now, whatever the lag; return the manifest's location."""
         start, end = self._window(context)
-        base = staging_base(self.staging_url, self.staging_conn_id)
+        base = staging_base(self.staging_url, self.staging_conn_id, self.tenant)
         window = window_dir(base, self.service_name, start, end)
         hook = MdcaHook(mdca_conn_id=self.mdca_conn_id)
         client = hook.get_conn()
@@ -130,6 +156,8 @@ class MdcaFetchOperator(BaseOperator):
         budget = SharedRequestBudget(base, tenant_key(client.config.base_url, client.config.tenant_id))
         client.limiter.take_over(budget.load())
         self.log.info("Fetching %s for the window [%s, %s) into %s", self.service_name, start, end, window)
+        metrics = ServiceMetrics(Stats, tenant=self.tenant, service=self.service_name)
+        records = None
         try:
             records = hook.fetch(
                 self.service_name, start, end, page_size=self.page_size, on_expired_window=self.on_expired_window
@@ -145,7 +173,10 @@ class MdcaFetchOperator(BaseOperator):
             )
         finally:
             budget.save(client.limiter.hand_over())
+            if records is not None:  # a failed try's requests and 429s count too: they are an outage's signs
+                metrics.fetch_requests(records.stats)
         stats = records.stats
+        metrics.fetched(stats, staged=summary.records, elapsed_seconds=summary.elapsed_seconds)
         self.log.info("%s", stats.summary())
         self.log.info(
             "Statistics: service=%s window=[%s, %s) records_fetched=%d api_total=%s requests=%d retries=%d "
@@ -163,6 +194,7 @@ class MdcaFetchOperator(BaseOperator):
             summary.elapsed_seconds,
             peak_memory_mb(),
         )
+        context["ti"].xcom_push(key=STATS_XCOM_KEY, value=window_counts(summary.records, stats))
         return str(manifest)
 
 

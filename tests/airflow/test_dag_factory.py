@@ -445,3 +445,63 @@ def test_a_notifier_that_cannot_be_imported_is_an_import_error_naming_its_entry(
     )
     (message,) = bag.import_errors.values()
     assert "services.files.notify[0].notifier: cannot import 'no_such_module.SlackNotifier'" in message
+
+
+# -- many tenants --------------------------------------------------------------------------------------------------
+
+
+def test_a_tenant_file_parses_into_a_dag_per_tenant_and_service_each_with_its_pool_connection_and_staging(
+    configured_bag, tmp_path
+):
+    base = tmp_path / "staging"
+    bag = configured_bag(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01", "staging_url": base.as_uri()},
+            "services": {"entities": {"enabled": False}, "data_enrichment": {"enabled": False}},
+            "tenants": {
+                "contoso": {"mdca_conn_id": "mdca_contoso", "extra_fields": {"customer": "contoso"}},
+                "fabrikam": {"mdca_conn_id": "mdca_fabrikam", "dag_id_prefix": "fab_", "devo_conn_id": "devo_fab"},
+            },
+        }
+    )
+    assert bag.import_errors == {}
+    windowed = ["activities", "alerts", "files"]
+    expected = {f"contoso_mdca_{n}" for n in windowed} | {f"fab_mdca_{n}" for n in windowed} | {RETENTION_DAG_ID}
+    assert set(bag.dags) == expected
+
+    for prefix, tenant, mdca, devo in [
+        ("contoso_", "contoso", "mdca_contoso", "devo_default"),
+        ("fab_", "fabrikam", "mdca_fabrikam", "devo_fab"),
+    ]:
+        dag = bag.dags[f"{prefix}mdca_alerts"]
+        fetch, flatten, ship = (dag.get_task(task_id) for task_id in ("fetch", "flatten", "ship"))
+        assert fetch.pool == f"mdca_api_{tenant}" and fetch.mdca_conn_id == mdca
+        assert ship.devo_conn_id == devo
+        assert {fetch.tenant, flatten.tenant, ship.tenant} == {tenant}
+        assert tenant in dag.tags
+    assert bag.dags["contoso_mdca_alerts"].get_task("ship").extra_fields == {"customer": "contoso"}
+    retention = bag.dags[RETENTION_DAG_ID]
+    assert {task.task_id for task in retention.tasks} == {
+        f"cleanup_{tenant}_{name}" for tenant in ("contoso", "fabrikam") for name in windowed
+    }
+    assert retention.get_task("cleanup_fabrikam_files").tenant == "fabrikam"
+
+
+def test_a_tenants_windows_are_staged_and_cleaned_under_its_own_folder(tmp_path):
+    from airflow_provider_mdca.operators._staging import staging_base
+
+    base = tmp_path / "staging"
+    config = parse_collector_config(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01", "enabled": False, "staging_url": base.as_uri()},
+            "services": {"alerts": {"enabled": True, "retention": "0s"}},
+            "tenants": {"contoso": {"mdca_conn_id": "m_c"}, "fabrikam": {"mdca_conn_id": "m_f"}},
+        }
+    )
+    contoso_base = Path(staging_base(base.as_uri(), None, "contoso").path)
+    assert contoso_base == base / "tenants" / "contoso"
+    contoso = staged_window(contoso_base, "alerts", 2, delivered=True)
+    fabrikam = staged_window(base / "tenants" / "fabrikam", "alerts", 2, delivered=False)
+    cleanup = build_dags(config)[RETENTION_DAG_ID].get_task("cleanup_contoso_alerts")
+    assert cleanup.execute({}) == 1
+    assert not contoso.exists() and fabrikam.exists()

@@ -423,3 +423,12 @@ def test_an_empty_connection_variable_leaves_the_connection_to_airflows_database
     assert backend.get_connection("mdca_default") is None
     monkeypatch.setenv("AIRFLOW_CONN_MDCA_DEFAULT", json.dumps({"conn_type": "mdca", "host": "https://h/"}))
     assert backend.get_connection("mdca_default").conn_type == "mdca"
+
+
+def test_airflow_init_creates_the_pools_of_the_mounted_collector_config(compose):
+    # Each tenant of a multi-tenant config has its own pool: the init creates what the config names, not mdca_api alone.
+    script = (REPO / "deploy" / "airflow-init.sh").read_text(encoding="utf-8")
+    assert re.search(r"^mdca-collector setup$", script, flags=re.MULTILINE)
+    init = compose["services"]["airflow-init"]
+    config = compose["x-airflow-common"]["environment"]["MDCA_COLLECTOR_CONFIG"]
+    assert any(volume.endswith(f":{config}:ro") for volume in init["volumes"])

@@ -66,8 +66,13 @@ def collector_dag(
     lag: timedelta = timedelta(seconds=0),
     retries: int = 0,
     flatten: bool = True,
+    tenant: str | None = None,
 ) -> Any:
-    """A collector DAG for ``service`` with a unique id (the tests share one database), known to Airflow."""
+    """A collector DAG for ``service`` with a unique id (the tests share one database), known to Airflow.
+
+    ``tenant``: the DAG of that tenant in a multi-tenant config (the connections are the tenant's; its events carry
+    ``customer: <tenant>``).
+    """
     spec = {
         "dag_id": f"e2e_{service}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{next(_dag_numbers)}_{os.getpid()}",
         "service": service,
@@ -79,6 +84,7 @@ def collector_dag(
         "lag_s": lag.total_seconds(),
         "retries": retries,
         "flatten": flatten,
+        "tenant": tenant,
     }
     specs = _specs_dir()
     temp = specs / f".{spec['dag_id']}.tmp"
@@ -99,6 +105,7 @@ def _build(
     lag_s: float,
     retries: int,
     flatten: bool,
+    tenant: str | None = None,
 ) -> Any:
     """The product's DAG: a collector configuration of one service, built by the DAG factory."""
     settings: dict[str, Any] = {
@@ -114,10 +121,12 @@ def _build(
     }
     if service == "alerts":
         settings["flatten"] = flatten
-    config = parse_collector_config(
-        {"defaults": {"historic_date_utc": "2026-01-01T00:00:00Z"}, "services": {service: settings}},
-        source=f"e2e spec {dag_id}",
-    )
+    data: dict[str, Any] = {"defaults": {"historic_date_utc": "2026-01-01T00:00:00Z"}, "services": {service: settings}}
+    if tenant is not None:
+        data["tenants"] = {tenant: {"mdca_conn_id": mdca_conn_id, "extra_fields": {"customer": tenant}}}
+    config = parse_collector_config(data, source=f"e2e spec {dag_id}")
+    if tenant is not None:
+        return build_dag(config.tenants[tenant].services[service], dag_id=dag_id)
     return build_dag(config.services[service], dag_id=dag_id)
 
 

@@ -65,18 +65,23 @@ def recent_plan(period: timedelta, windows: int) -> Plan:
     return Plan(now - timedelta(seconds=5) - period * windows, period, windows)
 
 
+def plan_defaults(plan: Plan) -> dict[str, Any]:
+    """A test collector's ``defaults``: every service off, windows of the plan, no lag, one quick retry."""
+    return {
+        "enabled": False,
+        "historic_date_utc": plan.start.isoformat().replace("+00:00", "Z"),
+        "period": int(plan.period.total_seconds()),
+        "lag": 0,
+        "retries": 1,
+        "retry_delay": 5,
+        "max_active_runs": 2,
+    }
+
+
 def write_collector_config(path: Path, plan: Plan, services: Mapping[str, Mapping[str, Any]]) -> Path:
     """A collector config: only ``services`` enabled (with their overrides), windows of the plan, no lag."""
     config = {
-        "defaults": {
-            "enabled": False,
-            "historic_date_utc": plan.start.isoformat().replace("+00:00", "Z"),
-            "period": int(plan.period.total_seconds()),
-            "lag": 0,
-            "retries": 1,
-            "retry_delay": 5,
-            "max_active_runs": 2,
-        },
+        "defaults": plan_defaults(plan),
         "services": {name: {"enabled": True, **overrides} for name, overrides in services.items()},
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -135,19 +135,7 @@ def backfilled(
     # LocalExecutor, which 2.11 allows on PostgreSQL: the same cost, in parallel on a machine of two cores.
     stack = start_stack(env, executor=None if AIRFLOW_V3 else "DebugExecutor", sql_alchemy_conn=sql_alchemy_conn)
     dag_ids = [f"mdca_{service}" for service in BACKFILLED]
-    runs: dict[str, list[DagRun]] = {}
-    if AIRFLOW_V3:
-        stack.wait_for_dags(dag_ids)
-        for dag_id in dag_ids:  # created while paused: the scheduler then finds every window's run already there
-            stack.backfill(dag_id, plan.start, plan.last_logical)
-        stack.unpause(*dag_ids)
-        for dag_id in dag_ids:
-            runs[dag_id] = stack.wait_for_runs(dag_id, plan.start, plan.last_logical, expected=WINDOWS, timeout=600)
-    else:
-        stack.reserialize()  # 2.11's list-runs knows only DAGs in the database; the backfill itself does not need it
-        for dag_id in dag_ids:
-            stack.backfill(dag_id, plan.start, plan.last_logical, timeout=900)
-            runs[dag_id] = stack.dag_runs(dag_id, plan.start, plan.last_logical)
+    runs = stack.backfill_all(dag_ids, plan.start, plan.last_logical, expected=WINDOWS)
     devo = DevoAdmin(emulator.info["devo"])
     yield Backfilled(database, plan, tenant, emulator, stack, devo, runs, time.monotonic() - began)
     stack.stop()  # not at the module's end: the other database's stack may run next on this worker

@@ -263,3 +263,33 @@ def test_a_late_record_inside_the_lag_is_delivered(emulator, make_tenant, connec
     everything = emulator.truth(tenant.tenant_id, "alerts", _ms(start), _ms(end))
     assert len(everything) == 300
     assert_exactly_once(devo.store.ids(tag), everything)
+
+
+def test_two_tenants_windows_of_one_service_are_each_delivered_once_from_their_own_staging(
+    emulator, make_tenant, connections, devo, tag, tmp_path
+):
+    # Two MDCA tenants of a managed security provider, the same service, the same window, one staging base and one
+    # Devo table: each tenant's records arrive once, marked with its customer, and neither's ledger sees the other's.
+    first, second = make_tenant(activities=edged_series(300)), make_tenant(activities=edged_series(200))
+    runs = {}
+    for name, tenant in (("contoso", first), ("fabrikam", second)):
+        mdca_id, devo_id = connections(tenant)
+        dag = collector_dag(
+            "activities", mdca_conn_id=mdca_id, devo_conn_id=devo_id, tag=tag, staging=tmp_path, tenant=name
+        )
+        runs[name] = run_window(dag, END)
+    assert {name: run.state for name, run in runs.items()} == {"contoso": "success", "fabrikam": "success"}
+
+    events = devo.store.events(tag)
+    for name, tenant in (("contoso", first), ("fabrikam", second)):
+        truth = emulator.truth(tenant.tenant_id, "activities", START_MS, END_MS)
+        assert_exactly_once([e["_id"] for e in events if e["customer"] == name], truth)
+        manifests = list((tmp_path / "tenants" / name).glob("activities/*/fetched/manifest.json"))
+        assert len(manifests) == 1
+        assert read_manifest(manifests[0]).record_count == len(truth)
+        counts = runs[name].get_task_instance("fetch").xcom_pull(task_ids="fetch", key="mdca_stats")
+        assert counts["fetched"] == len(truth) and counts["requests"] >= 1
+    assert len(events) == len(emulator.truth(first.tenant_id, "activities", START_MS, END_MS)) + len(
+        emulator.truth(second.tenant_id, "activities", START_MS, END_MS)
+    )
+    assert not list(tmp_path.glob("activities/*"))  # nothing staged outside the tenants' folders

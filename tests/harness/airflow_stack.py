@@ -478,22 +478,29 @@ class AirflowStack:
 
     def cli(self, *args: str, timeout: float = 300.0, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``airflow <args>`` in the stack's environment; StackError with the output when it fails."""
-        began = time.monotonic()
-        result = subprocess.run(
-            [self.airflow, *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.home,
-            timeout=timeout,
-            check=False,
-        )
-        self.note(f"airflow {' '.join(args)} -> {result.returncode} in {time.monotonic() - began:.1f}s")
+        result = self._run([self.airflow, *args], timeout)
         if check and result.returncode != 0:
             raise StackError(
                 f"airflow {' '.join(args)} exited with {result.returncode}:\n{result.stdout[-4000:]}"
                 f"\n{result.stderr[-4000:]}"
             )
+        return result
+
+    def collector(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        """Run ``mdca-collector <args>`` in the stack's environment (its metadata database and collector config).
+
+        Its exit status is the command's answer (``status`` exits 1 when a window failed): never raised on.
+        """
+        return self._run([str(Path(self.airflow).with_name("mdca-collector")), *args], timeout)
+
+    def _run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run a command of this environment with the stack's environment, in its home; noted in the stack's log."""
+        began = time.monotonic()
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env=self.env, cwd=self.home, timeout=timeout, check=False
+        )
+        command = " ".join([Path(argv[0]).name, *argv[1:]])
+        self.note(f"{command} -> {result.returncode} in {time.monotonic() - began:.1f}s")
         return result
 
     def reserialize(self) -> None:
@@ -560,6 +567,42 @@ class AirflowStack:
                 f"log: {self.log_dir / f'backfill-{dag_id}.log'}\n{result.stderr[-3000:]}\n{report}"
             )
         return result
+
+    def backfill_all(
+        self,
+        dag_ids: Iterable[str],
+        from_date: datetime,
+        to_date: datetime,
+        *,
+        expected: int,
+        may_fail: bool = False,
+        timeout: float = 900.0,
+    ) -> dict[str, list[DagRun]]:
+        """Backfill every DAG over ``[from_date, to_date]`` and wait until each has ``expected`` finished runs.
+
+        Airflow 3: the backfills are created while the DAGs are paused, then the DAGs are unpaused, so the scheduler
+        finds every window's run already there. Airflow 2.11: one ``airflow dags backfill`` after the other;
+        ``may_fail``: a failed run is part of the test (2.11 then needs ``--continue-on-failures``, and exits 1).
+        """
+        dag_ids = list(dag_ids)
+        runs: dict[str, list[DagRun]] = {}
+        if self.v3:
+            self.wait_for_dags(dag_ids)
+            for dag_id in dag_ids:
+                self.backfill(dag_id, from_date, to_date)
+            self.unpause(*dag_ids)
+            for dag_id in dag_ids:
+                runs[dag_id] = self.wait_for_runs(dag_id, from_date, to_date, expected=expected, timeout=timeout)
+            return runs
+        self.reserialize()  # 2.11's list-runs knows only DAGs in the database; the backfill itself does not need it
+        for dag_id in dag_ids:
+            if may_fail:
+                args = ["dags", "backfill", "-y", "--continue-on-failures", "-s", _iso(from_date), "-e", _iso(to_date)]
+                self.cli(*args, dag_id, timeout=timeout, check=False)
+            else:
+                self.backfill(dag_id, from_date, to_date, timeout=timeout)
+            runs[dag_id] = self.dag_runs(dag_id, from_date, to_date)
+        return runs
 
     def create_backfill(
         self,
@@ -697,11 +740,9 @@ class AirflowStack:
     def dag_runs(self, dag_id: str, from_date: datetime | None = None, to_date: datetime | None = None) -> list[DagRun]:
         """The runs of a DAG whose logical dates lie in ``[from_date, to_date]`` (both optional), oldest first."""
         if self.v3:
-            params: dict[str, Any] = {"limit": 1000, "order_by": "logical_date"}
-            answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)
             raw = [
                 (run["dag_run_id"], run["state"], run.get("logical_date"), run.get("run_type", ""), run)
-                for run in answer["dag_runs"]
+                for run in self._all_dag_runs(dag_id)
             ]
         else:
             result = self.cli("dags", "list-runs", "-d", dag_id, "-o", "json")
@@ -732,6 +773,16 @@ class AirflowStack:
             )
         ]
         return sorted(runs, key=lambda run: run.logical_date or datetime.min.replace(tzinfo=timezone.utc))
+
+    def _all_dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of the DAG from the REST API, page by page: the api-server caps a page at 100 runs."""
+        found: list[dict[str, Any]] = []
+        while True:
+            params = {"limit": 100, "offset": len(found), "order_by": "logical_date"}
+            answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)
+            found.extend(answer["dag_runs"])
+            if not answer["dag_runs"] or len(found) >= answer["total_entries"]:
+                return found
 
     def wait_for_runs(
         self,

@@ -21,6 +21,7 @@ MODULES = [
     "airflow_provider_mdca.event_keys",
     "airflow_provider_mdca.config.durations",
     "airflow_provider_mdca.recovery",
+    "airflow_provider_mdca.metrics",
 ]
 
 

@@ -31,6 +31,10 @@ import pytest
         "airflow_provider_mdca.recovery",
         "airflow_provider_mdca.callbacks",
         "airflow_provider_mdca.request_budget",
+        "airflow_provider_mdca.coverage",
+        "airflow_provider_mdca.coverage.model",
+        "airflow_provider_mdca.coverage.render",
+        "airflow_provider_mdca.metrics",
     ],
 )
 def test_module_imports_no_airflow(module):

@@ -138,6 +138,18 @@ def test_a_retry_resumes_after_the_last_acknowledged_batch(tmp_path):
     assert (summary.delivered, summary.skipped_delivered_before) == (60, 40)
 
 
+def test_each_acknowledged_batch_is_reported_once_even_by_a_try_that_fails(tmp_path):
+    # What the delivered-events metric counts: every event Devo acknowledged, the failed try's included, none twice.
+    path = stage(tmp_path, records(100), max_part_bytes=100_000)
+    sink, reported = Sink(batch=10, fail_after=4), []
+    with pytest.raises(ConnectionError):
+        ship_stage(path, sink, tag="t.activities", on_acknowledged=reported.append)
+    assert reported == [10, 10, 10, 10]
+    sink.fail_after = None
+    ship_stage(path, sink, tag="t.activities", on_acknowledged=reported.append)
+    assert sum(reported) == 100 == len(sink.events)
+
+
 def test_a_restaged_window_ships_only_the_records_that_are_new(tmp_path):
     sink = Sink()
     ship_stage(stage(tmp_path, records(30)), sink, tag="t.activities")

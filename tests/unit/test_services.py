@@ -31,10 +31,11 @@ def test_each_service_is_what_the_table_says(name):
         expected.flattened,
     )
     assert service.devo_table == expected.devo_table
-    assert (service.sort_field, service.retention, service.changes_filter) == (
+    assert (service.sort_field, service.retention, service.changes_filter, service.event_time_field) == (
         expected.sort_field,
         expected.retention,
         expected.changes_filter,
+        expected.event_time_field,
     )
 
 

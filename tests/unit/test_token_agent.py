@@ -17,6 +17,7 @@ from airflow_provider_mdca.token_agent import (
     AgentUnavailable,
     TokenAgent,
     TokenAgentClient,
+    _exchange,
     private_dir,
     token_key,
 )
@@ -37,9 +38,15 @@ def agent(short_dir: Path) -> TokenAgent:
     served = TokenAgent(short_dir, idle_exit=30)
     thread = threading.Thread(target=served.serve, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not (short_dir / "agent.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # Until it answers, not until its socket exists: the socket file appears at bind, before the agent listens, and a
+    # client without start= gets no answer in between (CI, under load).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            _exchange(short_dir / "agent.sock", {"op": "ping"})
+            break
+        except OSError:
+            time.sleep(0.01)
     return served
 
 
