@@ -5,7 +5,8 @@
 #                          and Redis servers and Chromium first when missing (as root: make postgres-server
 #                          redis-server chromium)
 #   make lint              ruff + mypy
-#   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost
+#   make bench             benchmarks (not part of the test suite): speed, memory, the late-records request cost,
+#                          the coverage view's build and render
 #   make bench-catchup     a backlog caught up on a real Airflow 3 at MDCA's pace, and live windows' freshness
 #   make faults            the fault matrix at full size: one row per fault, exit 1 if one loses, doubles or needs a human
 #   make lock              recompile the locks after a dependency change
@@ -96,6 +97,7 @@ bench: $(VENV)/.synced
 	$(VENV)/bin/python bench/bench_ship.py
 	$(VENV)/bin/python bench/bench_pipeline.py $(PIPELINE_ARGS)
 	$(VENV)/bin/python bench/bench_late.py $(LATE_ARGS)
+	$(VENV)/bin/python bench/bench_coverage.py
 
 # Catch-up at the API's pace (bench/bench_catchup.py): 100 windows a windowed service behind, caught up by a real
 # Airflow 3 (SQLite) against the emulators at 30 requests a minute, then live one-minute windows; the provider's DAG
