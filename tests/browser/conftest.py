@@ -207,9 +207,13 @@ def connections(emulator: Any, tenants: Sequence[Tenant]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: the xdist worker that runs the browser tests goes on with other tests, which
+# must meet neither a live Airflow (its scheduler would take their CPU) nor Playwright's sync API, whose event loop
+# stays the thread's running loop while it is open (a later dag.test() then cannot run a trigger: asyncio.run()
+# refuses inside a running loop).
+@pytest.fixture(scope="package")
 def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
-    """The emulators and a real Airflow 3 for every browser test of the run; stopped (and checked gone) at its end."""
+    """The emulators and a real Airflow 3 for the browser tests; stopped (and checked gone) after the last one."""
     from mdca_emulator.process import EmulatorProcess
 
     plan = minute_plan(PERIOD, WINDOWS)
@@ -245,9 +249,9 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
         assert not stack.leftover_pids(), "the stack left processes behind"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, for every browser test of the run."""
+    """Debian's Chromium, headless, for the browser tests (closed after the last one: see ``ui_world``)."""
     with launch_chromium() as chromium:
         yield chromium
 
