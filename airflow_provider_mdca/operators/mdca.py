@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from airflow_provider_mdca._compat import BaseOperator, Context, Stats
 from airflow_provider_mdca.client.stats import FetchStats
+from airflow_provider_mdca.coverage.records import STATS_KEY
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.metrics import ServiceMetrics
 from airflow_provider_mdca.operators._staging import peak_memory_mb, staging_base
@@ -29,8 +30,8 @@ __all__ = [
 ]
 
 
-#: The XCom key of a fetch's counts (:func:`window_counts`): numbers only, never a record.
-STATS_XCOM_KEY = "mdca_stats"
+#: The XCom key of a fetch's counts (:func:`window_counts`): numbers only, never a record. The coverage view reads it.
+STATS_XCOM_KEY = STATS_KEY
 
 
 def window_counts(records: int, stats: FetchStats) -> dict[str, int]:

@@ -33,6 +33,7 @@ import pytest
         "airflow_provider_mdca.request_budget",
         "airflow_provider_mdca.coverage",
         "airflow_provider_mdca.coverage.model",
+        "airflow_provider_mdca.coverage.records",
         "airflow_provider_mdca.coverage.render",
         "airflow_provider_mdca.metrics",
     ],
