@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -35,6 +36,8 @@ STANDARD_FIELDS = {"host": "Host", "login": "Login", "password": "Password", "po
 TEST_OK = "Test Connection Successful"
 TEST_FAILED = "Test Connection Failed"
 TEST_ENDPOINT = "/api/v2/connections/test"
+#: Where the form's Save posts a new connection.
+CONNECTIONS_ENDPOINT = "/api/v2/connections"
 #: What Airflow's pages show (and send back) in place of a stored secret.
 REDACTED = "***"
 #: The api-server's answer to the list's Test of a stored connection whose port the UI sends as 0 (Airflow 3.3.2).
@@ -117,8 +120,17 @@ def fill_mdca_form(
 
 
 def save(ui: Ui, dialog: Locator, conn_id: str) -> Locator:
-    """Save the form; the connection's row in the list."""
-    dialog.get_by_role("button", name="Save").click()
+    """Save the form; the connection's row in the list.
+
+    The dialog closes once the api-server has answered the form's POST: the answer is awaited and checked first, so a
+    refused save fails here naming the status and detail, and a slow one is waited for, not taken for a dialog stuck.
+    """
+    posted = ui.page.expect_response(
+        lambda response: response.request.method == "POST" and urlsplit(response.url).path == CONNECTIONS_ENDPOINT
+    )
+    with posted as created:
+        dialog.get_by_role("button", name="Save").click()
+    assert created.value.status == 201, (created.value.status, created.value.text())
     expect(dialog).to_be_hidden()
     row = ui.page.get_by_role("row").filter(has=ui.page.get_by_role("cell", name=conn_id, exact=True))
     expect(row).to_be_visible()

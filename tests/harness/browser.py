@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Viewp
 __all__ = [
     "CHROMIUM_CANDIDATES",
     "OUTPUT_ROOT",
+    "PAGE_WAIT_MS",
     "BrowserNotInstalled",
     "Screenshots",
     "chromium_executable",
@@ -41,6 +42,10 @@ OUTPUT_ROOT = ROOT / "var" / "test-output" / "browser"
 CHROMIUM_CANDIDATES = (Path("/usr/bin/chromium"), Path("/usr/lib/chromium/chromium"))
 #: One window size for every test: screenshots compare, and the UI lays its menus out the same way.
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
+#: How long an action or an ``expect`` waits for the page: what the page shows next often waits on the api-server,
+#: which a busy 2-core CI machine (a scheduler and e2e tests on the other worker) answers in seconds, not milliseconds.
+#: Playwright's own default for ``expect`` is 5 s, too short there (a saved connection's dialog took longer to close).
+PAGE_WAIT_MS = 30_000
 
 
 class BrowserNotInstalled(RuntimeError):
@@ -81,7 +86,8 @@ def launch_chromium() -> Iterator[Browser]:
 def new_context(browser: Browser, base_url: str) -> BrowserContext:
     """A fresh browser profile (no cookies) for one test, on the stack's UI, English, UTC, one window size."""
     context = browser.new_context(base_url=base_url, viewport=VIEWPORT, locale="en-US", timezone_id="UTC")
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(PAGE_WAIT_MS)
+    expect.set_options(timeout=PAGE_WAIT_MS)
     return context
 
 
