@@ -47,6 +47,7 @@ from typing import Any, Final, Protocol
 
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.config.loading import SINGLE_TENANT
+from airflow_provider_mdca.timestamps import parse_iso
 
 __all__ = [
     "COUNTERS",
@@ -125,7 +126,7 @@ def _moment(value: object) -> datetime | None:
     """An aware datetime (naive: UTC) from a datetime or ISO 8601 text; None when it is neither."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            value = parse_iso(value)
         except ValueError:
             return None
     if not isinstance(value, datetime):

@@ -126,6 +126,8 @@ class TokenAgentClient:
 
     def _call(self, message: dict[str, Any]) -> dict[str, Any]:
         """One request; an empty answer when no agent can be reached (never raises)."""
+        # Checked on every call, not once per client: a directory removed (a tmp cleaner) or replaced since the last
+        # call is caught before a token goes through it. A mkdir and an lstat, against a fetch's HTTPS requests.
         try:
             directory = private_dir(self.directory)
         except AgentUnavailable as exc:

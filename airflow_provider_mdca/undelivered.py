@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_mdca.config import CollectorConfig
+from airflow_provider_mdca.timestamps import parse_iso
 
 __all__ = ["FailedWindow", "airflow_command", "deliver", "failed_windows", "report"]
 
@@ -131,8 +132,7 @@ def _json_rows(output: str) -> list[dict[str, Any]]:
 def _when(value: Any) -> datetime | None:
     if not value:
         return None
-    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return parse_iso(str(value))
 
 
 def _iso(moment: datetime) -> str:

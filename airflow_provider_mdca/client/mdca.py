@@ -27,6 +27,7 @@ from airflow_provider_mdca.errors import InitVariablesError, PullError, error_co
 from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
+from airflow_provider_mdca.timestamps import parse_iso
 from airflow_provider_mdca.token_agent import TokenAgentClient
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
@@ -258,12 +259,9 @@ def _happened_before(moment: object, start_ms: int) -> bool:
         return moment < start_ms
     if isinstance(moment, str):
         try:
-            parsed = datetime.fromisoformat(moment.strip().replace("Z", "+00:00"))
+            return to_epoch_ms(parse_iso(moment)) < start_ms
         except ValueError:
             return False
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return to_epoch_ms(parsed) < start_ms
     return False
 
 

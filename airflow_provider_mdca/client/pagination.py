@@ -33,6 +33,7 @@ from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
 from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.services import SKIP_CEILING, Paging
+from airflow_provider_mdca.timestamps import parse_iso
 
 __all__ = [
     "FetchPage",
@@ -113,11 +114,9 @@ def _timestamp(record: dict[str, Any], time_field: str) -> int:
 def _iso_ms(text: str, record: dict[str, Any], time_field: str) -> int:
     """``2026-11-28T12:00:00.250Z`` (or with an offset) as epoch ms; a time without an offset is UTC."""
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = parse_iso(text)
     except ValueError:
         raise PullError(300, f"record {record.get('_id')!r} has no {time_field!r} timestamp: {text[:40]!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 

@@ -30,6 +30,7 @@ from airflow_provider_mdca.config.schema import check_schema
 from airflow_provider_mdca.config.timeouts import AUTO
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.services import SERVICES, Paging
+from airflow_provider_mdca.timestamps import parse_iso
 from airflow_provider_mdca.transforms.obfuscate import ObfuscationRule, parse_rules
 
 __all__ = ["SINGLE_TENANT", "load_collector_config", "parse_collector_config"]
@@ -353,18 +354,13 @@ def _historic_date(value: Any, *, required: bool) -> datetime | None:
 
 def _utc_datetime(text: str) -> datetime:
     """ISO 8601 date or date-time; naive means UTC, an offset is converted to UTC."""
-    cleaned = text.strip()
-    if cleaned.endswith(("Z", "z")):
-        cleaned = cleaned[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read "Z"
     try:
-        moment = datetime.fromisoformat(cleaned)
+        moment = parse_iso(text)
     except ValueError:
         raise _Problem(
             f"expected an ISO 8601 date or date-time in UTC, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, "
             f"got {describe(text)}"
         ) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc)
 
 

@@ -9,7 +9,6 @@ next.
 from __future__ import annotations
 
 import itertools
-import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from airflow_provider_mdca.config import format_duration, parse_collector_config
 from airflow_provider_mdca.dag_factory import RETENTION_DAG_ID, RETENTION_INTERVAL, build_dags, build_retention_dag
 from airflow_provider_mdca.operators.cleanup import MdcaStagingCleanupOperator
 from airflow_provider_mdca.staging import PartWriter, mark_window_delivered, window_dir
+from tests.forbidden_calls import ForbiddenCalls
 from tests.service_table import ALL, PERIODS, SERVICE_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,29 +97,20 @@ def test_the_dag_file_parses_into_five_service_dags_and_the_retention_dag_withou
 
 
 def test_parsing_touches_no_connection_variable_or_network(monkeypatch):
-    touched: list[str] = []
-
-    def forbidden(what: str) -> Any:
-        def record(*args: Any, **kwargs: Any) -> Any:
-            touched.append(what)
-            raise AssertionError(f"DAG parsing must not use {what}")
-
-        return record
-
     from airflow.models.connection import Connection
     from airflow.models.variable import Variable
 
-    monkeypatch.setattr(_compat.BaseHook, "get_connection", forbidden("BaseHook.get_connection"))
-    monkeypatch.setattr(_compat.Variable, "get", forbidden("Variable.get"))
-    monkeypatch.setattr(Connection, "get_connection_from_secrets", forbidden("Connection.get_connection_from_secrets"))
-    monkeypatch.setattr(Variable, "get", forbidden("models.Variable.get"))
-    monkeypatch.setattr(socket.socket, "connect", forbidden("socket.connect"))
-    monkeypatch.setattr(socket, "create_connection", forbidden("socket.create_connection"))
+    calls = ForbiddenCalls(monkeypatch, "DAG parsing")
+    calls.forbid(_compat.BaseHook, "get_connection", "BaseHook.get_connection")
+    calls.forbid(_compat.Variable, "get", "Variable.get")
+    calls.forbid(Connection, "get_connection_from_secrets", "Connection.get_connection_from_secrets")
+    calls.forbid(Variable, "get", "models.Variable.get")
+    calls.forbid_network()
     monkeypatch.delenv("MDCA_COLLECTOR_CONFIG", raising=False)
     bag = dag_bag(DAGS)
     assert bag.import_errors == {}
     assert len(bag.dag_ids) == len(ALL) + 1  # and the retention DAG
-    assert touched == []
+    assert calls.touched == []
 
 
 def test_an_invalid_config_is_an_import_error_naming_the_key(configured_bag):

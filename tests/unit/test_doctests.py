@@ -22,6 +22,7 @@ MODULES = [
     "airflow_provider_mdca.config.durations",
     "airflow_provider_mdca.recovery",
     "airflow_provider_mdca.metrics",
+    "airflow_provider_mdca.timestamps",
 ]
 
 

@@ -6,7 +6,6 @@ triggerer (no worker, no pool slot, no request) rather than fetching early, and 
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from airflow_provider_mdca import _compat
 from airflow_provider_mdca.hooks.mdca import MdcaHook
 from airflow_provider_mdca.operators.mdca import MdcaFetchOperator, fetch_operator
+from tests.forbidden_calls import ForbiddenCalls
 
 try:  # Airflow 3
     from airflow.sdk.exceptions import TaskDeferred
@@ -36,21 +36,12 @@ def context(end: datetime) -> dict[str, Any]:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Any connection, network or fetch use is recorded and fails the test."""
-    touched: list[str] = []
-
-    def forbidden(what: str) -> Any:
-        def record(*args: Any, **kwargs: Any) -> Any:
-            touched.append(what)
-            raise AssertionError(f"a deferring fetch must not use {what}")
-
-        return record
-
-    monkeypatch.setattr(_compat.BaseHook, "get_connection", forbidden("BaseHook.get_connection"))
-    monkeypatch.setattr(MdcaHook, "get_conn", forbidden("MdcaHook.get_conn"))
-    monkeypatch.setattr(MdcaHook, "fetch", forbidden("MdcaHook.fetch"))
-    monkeypatch.setattr(socket.socket, "connect", forbidden("socket.connect"))
-    monkeypatch.setattr(socket, "create_connection", forbidden("socket.create_connection"))
-    return touched
+    calls = ForbiddenCalls(monkeypatch, "a deferring fetch")
+    calls.forbid(_compat.BaseHook, "get_connection", "BaseHook.get_connection")
+    calls.forbid(MdcaHook, "get_conn", "MdcaHook.get_conn")
+    calls.forbid(MdcaHook, "fetch", "MdcaHook.fetch")
+    calls.forbid_network()
+    return calls.touched
 
 
 def trigger_moment(deferred: TaskDeferred) -> datetime:

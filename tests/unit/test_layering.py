@@ -36,6 +36,7 @@ import pytest
         "airflow_provider_mdca.coverage.records",
         "airflow_provider_mdca.coverage.render",
         "airflow_provider_mdca.metrics",
+        "airflow_provider_mdca.timestamps",
     ],
 )
 def test_module_imports_no_airflow(module):
