@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -257,11 +257,13 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keeps each phase's report on the item, so :func:`ui` knows whether its test failed."""
-    report: pytest.TestReport = yield
+    report = yield
     setattr(item, f"browser_report_{report.when}", report)
-    return report  # type: ignore[return-value]
+    return report
 
 
 @pytest.fixture

@@ -231,10 +231,10 @@ def test_the_form_shows_the_providers_fields_and_hides_the_others(ui: Ui) -> Non
         expect(row).to_have_count(1)
         expect(row.locator("label")).to_have_text(spec["label"])
         expect(row.locator("[data-part='helper-text']")).to_have_text(spec["description"])
-        field = row.locator(f"[name='element_{key}']")
-        expect(field).to_be_visible()
+        entry = row.locator(f"[name='element_{key}']")
+        expect(entry).to_be_visible()
         if spec["schema"].get("format") == "password":
-            expect(field).to_have_attribute("type", "password")
+            expect(entry).to_have_attribute("type", "password")
 
 
 def test_the_form_starts_from_the_providers_defaults(ui: Ui) -> None:
