@@ -30,6 +30,7 @@ from airflow_provider_mdca.config.model import NotifierSpec
 from airflow_provider_mdca.errors import InitVariablesError
 from airflow_provider_mdca.metrics import ServiceMetrics, StatsEmitter
 from airflow_provider_mdca.recovery import OutageBook, component_of, outage_line
+from airflow_provider_mdca.timestamps import format_iso
 
 __all__ = ["OutageCallbacks", "build_notifiers", "deliver_command"]
 
@@ -71,9 +72,11 @@ class OutageCallbacks:
         notifiers: Mapping[str, list[Callback]] | None = None,
         tenant: str | None = None,
         stats: Callable[[], StatsEmitter] | None = None,
+        dag_id: str | None = None,
     ) -> None:
         self.service = service
         self.tenant = tenant
+        self.dag_id = dag_id or f"mdca_{service}"  # named in the recovery command when the context has no task
         self.stats = stats or _airflow_stats
         self.staging_base = staging_base
         self.retry_span = retry_span
@@ -91,7 +94,7 @@ class OutageCallbacks:
         """The run gives up on this window: say so loudly, with the command that delivers it, then notify."""
         outage = self._note_failure(context)
         ti = context.get("ti")
-        dag_id = getattr(ti, "dag_id", None) or f"mdca_{self.service}"
+        dag_id = getattr(ti, "dag_id", None) or self.dag_id
         what = self._line(context, outage) if outage is not None else str(context.get("exception"))
         log.error(
             "NOT DELIVERED: %s %s is not delivered to Devo after %s of retries (%s). Nothing staged is lost. Once the "
@@ -213,7 +216,7 @@ def _window(context: Mapping[str, Any]) -> str:
 
 def _iso(moment: Any) -> str:
     if isinstance(moment, datetime):
-        return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return format_iso(moment)
     return str(moment)
 
 

@@ -204,18 +204,20 @@ def create_pool(pool: str, services: list[str]) -> Check:
 
     One slot: the services that share a pool share one tenant's 30 requests a minute, so their fetches take turns.
     """
-    subject = f"pool {pool!r}"
+    found = _pool_check(pool)
+    if found.ok is None:  # the metadata database could not be read: nothing can be created either
+        return Check(found.subject, False, found.detail.replace("not checked", "not created", 1))
+    if found.ok:
+        return Check(found.subject, True, f"{found.detail}; left as is")
     try:
         from airflow.models.pool import Pool
 
-        found = Pool.get_pool(pool)
-        if found is not None:
-            return Check(subject, True, f"exists with {found.slots} slot{'s' if found.slots != 1 else ''}; left as is")
         description = f"MDCA API requests of {', '.join(services)}: one tenant's 30 requests a minute"
         Pool.create_or_update_pool(pool, 1, description, False)
-    except Exception as exc:  # no reachable metadata database, or it refused the write
-        return Check(subject, False, f"not created: {_error_text(exc)}")
-    return Check(subject, True, f"created with 1 slot for {', '.join(services)}")
+    except Exception as exc:  # the database refused the write
+        reason = f"Airflow's metadata database refused it ({type(exc).__name__})"  # a driver's text may quote its URL
+        return Check(found.subject, False, f"not created: {reason}")
+    return Check(found.subject, True, f"created with 1 slot for {', '.join(services)}")
 
 
 def _days(text: str) -> int:

@@ -142,9 +142,10 @@ def _retry_args(service: ServiceConfig) -> dict[str, Any]:
     callbacks = OutageCallbacks(
         service=service.name,
         tenant=service.tenant,
+        dag_id=service.dag_id,
         staging_base=functools.partial(staging_base, service.staging_url, service.staging_conn_id, service.tenant),
         retry_span=service.retry_span,
-        notifiers=build_notifiers(service.notify, where=f"services.{service.name}.notify"),
+        notifiers=build_notifiers(service.notify, where=_config_path(service, "notify")),
     )
     return {
         "retries": service.task_retries,
@@ -165,6 +166,13 @@ def _timeouts(service: ServiceConfig) -> dict[str, dict[str, Any]]:
     return {
         task: {} if limit is None else {"execution_timeout": limit} for task, limit in service.task_timeouts.items()
     }
+
+
+def _config_path(service: ServiceConfig, key: str) -> str:
+    """Where ``key`` of this DAG's service is set in the collector YAML (a tenant's, or the file's own)."""
+    if service.tenant:
+        return f"tenants.{service.tenant}.services.{service.name}.{key}"
+    return f"services.{service.name}.{key}"
 
 
 def _fetch_task(service: ServiceConfig, **kwargs: Any) -> MdcaFetchOperator:

@@ -29,8 +29,10 @@ Airflow drops a name it finds invalid. Tenant and service names are letters, dig
 length can matter: StatsD allows 250 characters, OpenTelemetry 255 with the prefix on Airflow 3 but 63 on Airflow 2.11
 (there, with the prefix ``airflow``, tenant names of at most 16 characters).
 
-Counters are sent once per task try, at its end (request counters even when the try fails); a counter of zero is
-sent too, so every series exists from the first window. Timers are in milliseconds (StatsD ``|ms``).
+Counters are sent once per task try, at its end (request counters even when the try fails), except
+``records_delivered``: it is sent as Devo acknowledges each batch, so a try that fails part-way has counted what Devo
+holds and its retry counts only the rest. A counter of zero is sent too, so every series exists from the first
+window. Timers are in milliseconds (StatsD ``|ms``).
 
 Imports nothing from Airflow: the operators and callbacks hand :class:`ServiceMetrics` Airflow's ``Stats``
 (:data:`airflow_provider_mdca._compat.Stats`); the tests hand it a recorder. Sending a metric never fails a task:

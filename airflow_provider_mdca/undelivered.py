@@ -19,11 +19,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from airflow_provider_mdca.config import CollectorConfig
-from airflow_provider_mdca.timestamps import parse_iso
+from airflow_provider_mdca.timestamps import format_iso, parse_iso
 
 __all__ = ["FailedWindow", "airflow_command", "deliver", "failed_windows", "report"]
 
@@ -42,7 +42,7 @@ class FailedWindow:
     end: datetime
 
     def line(self) -> str:
-        return f"{self.dag_id}  [{_iso(self.start)}, {_iso(self.end)})  run {self.run_id}"
+        return f"{self.dag_id}  [{format_iso(self.start)}, {format_iso(self.end)})  run {self.run_id}"
 
 
 def airflow_command() -> list[str]:
@@ -88,7 +88,9 @@ def clear_commands(windows: Sequence[FailedWindow]) -> list[list[str]]:
     commands = []
     for dag_id, own in by_dag.items():
         first, last = min(w.start for w in own), max(w.start for w in own)
-        commands.append(["tasks", "clear", dag_id, "--only-failed", "--yes", "-s", _iso(first), "-e", _iso(last)])
+        commands.append(
+            ["tasks", "clear", dag_id, "--only-failed", "--yes", "-s", format_iso(first), "-e", format_iso(last)]
+        )
     return commands
 
 
@@ -133,7 +135,3 @@ def _when(value: Any) -> datetime | None:
     if not value:
         return None
     return parse_iso(str(value))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -27,7 +27,7 @@ from airflow_provider_mdca.errors import InitVariablesError, PullError, error_co
 from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.redaction import register_secret
 from airflow_provider_mdca.services import AuthKind, ExpiredWindow, Paging, Service, get_service
-from airflow_provider_mdca.timestamps import parse_iso
+from airflow_provider_mdca.timestamps import epoch_ms
 from airflow_provider_mdca.token_agent import TokenAgentClient
 
 __all__ = ["MdcaClient", "to_epoch_ms"]
@@ -253,16 +253,8 @@ class MdcaClient:
 
 def _happened_before(moment: object, start_ms: int) -> bool:
     """Whether an event time (epoch ms, or ISO 8601 text) is before ``start_ms``; False when it is not a time."""
-    if isinstance(moment, bool):
-        return False
-    if isinstance(moment, (int, float)):
-        return moment < start_ms
-    if isinstance(moment, str):
-        try:
-            return to_epoch_ms(parse_iso(moment)) < start_ms
-        except ValueError:
-            return False
-    return False
+    ms = epoch_ms(moment)
+    return ms is not None and ms < start_ms
 
 
 def _check_retention(svc: Service, start: datetime, end: datetime, on_expired: ExpiredWindow) -> None:

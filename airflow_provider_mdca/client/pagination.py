@@ -26,14 +26,13 @@ import json
 import logging
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_provider_mdca.client.stats import FetchStats
 from airflow_provider_mdca.errors import PullError
 from airflow_provider_mdca.event_keys import record_key
 from airflow_provider_mdca.services import SKIP_CEILING, Paging
-from airflow_provider_mdca.timestamps import parse_iso
+from airflow_provider_mdca.timestamps import epoch_ms
 
 __all__ = [
     "FetchPage",
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 FetchPage = Callable[[dict[str, Any]], dict[str, Any]]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SKIP_PAGE_SIZE = Paging.SORTED_SKIP.max_page_size
 SCAN_MAX_PAGE_SIZE = Paging.SCAN.max_page_size
 _MAX_EMPTY_PAGES = 3  # consecutive empty pages that still say hasNext before we call it a loop
@@ -104,20 +102,12 @@ class _BoundaryDedupe:
 def _timestamp(record: dict[str, Any], time_field: str) -> int:
     """The record's ``time_field`` in epoch ms: MDCA writes most instants as ms, a few as ISO 8601 text."""
     value = record.get(time_field)
+    moment = epoch_ms(value)
+    if moment is not None:
+        return moment
     if isinstance(value, str):
-        return _iso_ms(value, record, time_field)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PullError(300, f"record {record.get('_id')!r} has no numeric {time_field!r} timestamp")
-    return int(value)
-
-
-def _iso_ms(text: str, record: dict[str, Any], time_field: str) -> int:
-    """``2026-11-28T12:00:00.250Z`` (or with an offset) as epoch ms; a time without an offset is UTC."""
-    try:
-        moment = parse_iso(text)
-    except ValueError:
-        raise PullError(300, f"record {record.get('_id')!r} has no {time_field!r} timestamp: {text[:40]!r}") from None
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+        raise PullError(300, f"record {record.get('_id')!r} has no {time_field!r} timestamp: {value[:40]!r}")
+    raise PullError(300, f"record {record.get('_id')!r} has no numeric {time_field!r} timestamp")
 
 
 def _page_data(page: dict[str, Any]) -> list[dict[str, Any]]:

@@ -58,6 +58,7 @@ from airflow_provider_mdca.coverage.records import (
     XComRecord,
     assemble_runs,
 )
+from airflow_provider_mdca.timestamps import format_iso as iso
 
 __all__ = [
     "FETCH_TASK",
@@ -292,10 +293,13 @@ def build_coverage(
     """The coverage of every DAG in ``configs`` (one :func:`service_coverage` each), in their order."""
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"days must be between 1 and {MAX_DAYS}, got {days}")
-    all_runs = list(runs)
+    runs_of: dict[str, list[RunRecord]] = {}
+    for run in runs:  # grouped once: each DAG then looks only at its own runs
+        runs_of.setdefault(run.dag_id, []).append(run)
     newest = newest_delivered or {}
     services = tuple(
-        service_coverage(config, all_runs, now, days, link, newest.get(config.dag_id)) for config in configs
+        service_coverage(config, runs_of.get(config.dag_id, []), now, days, link, newest.get(config.dag_id))
+        for config in configs
     )
     return Coverage(now, days, services)
 
@@ -428,8 +432,3 @@ def _newest(run: RunRecord | None, now: datetime) -> NewestDelivered | None:
 
 def _seconds(delta: timedelta) -> int:
     return int(delta.total_seconds())
-
-
-def iso(moment: datetime) -> str:
-    """``2026-12-06T08:00:00Z`` (microseconds kept when there are some)."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

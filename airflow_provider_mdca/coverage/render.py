@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from airflow_provider_mdca.coverage.model import Coverage, ServiceCoverage, Window, WindowState, iso
+from airflow_provider_mdca.config.durations import format_duration
+from airflow_provider_mdca.coverage.model import MAX_DAYS, Coverage, ServiceCoverage, Window, WindowState, iso
 
 __all__ = ["COLOURS", "LEGEND", "SYMBOLS", "render_html", "render_text"]
 
@@ -86,7 +87,7 @@ def render_text(coverage: Coverage, width: int = 96) -> str:
 
 def _service_text(service: ServiceCoverage, now: datetime, width: int) -> list[str]:
     config, totals = service.config, service.totals
-    lines = [f"{config.label}  ({config.dag_id}, windows of {_duration(config.period.total_seconds())})"]
+    lines = [f"{config.label}  ({config.dag_id}, windows of {format_duration(config.period)})"]
     windows = service.windows
     if windows:
         per_char = max(1, -(-len(windows) // max(1, width)))
@@ -135,7 +136,10 @@ def _short(moment: datetime | None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h20m``, ``2d4h`` (negative: ``0s``)."""
+    """An age to the nearest two units: ``42s``, ``5m``, ``3h20m``, ``2d4h`` (negative: ``0s``).
+
+    A window's period is shown exactly instead, as the config spells it (``format_duration``).
+    """
     total = max(0, int(seconds))
     days, rest = divmod(total, 86_400)
     hours, rest = divmod(rest, 3_600)
@@ -191,7 +195,7 @@ def render_html(coverage: Coverage, *, json_href: str = "coverage.json") -> str:
         f'<p class="meta">Windows ending in the last {days} day(s), after {_e(iso(coverage.since))}; '
         f'as of <time id="generated-at">{_e(iso(coverage.generated_at))}</time>. '
         f'<span id="status" class="{status_class}" data-problems="{coverage.problems}">{_e(status)}</span>. '
-        f'<form method="get"><label>Days <input name="days" type="number" min="1" max="90" value="{days}">'
+        f'<form method="get"><label>Days <input name="days" type="number" min="1" max="{MAX_DAYS}" value="{days}">'
         f'</label> <button type="submit">Show</button></form> '
         f'<a id="json" href="{_e(json_href)}?days={days}">JSON</a></p>',
         _legend_html(),
@@ -220,7 +224,7 @@ def _service_html(service: ServiceCoverage) -> str:
     return (
         f'<section class="svc" id="svc-{_e(config.dag_id)}" data-dag-id="{_e(config.dag_id)}" '
         f'data-service="{_e(config.service)}" data-tenant="{_e(tenant)}">'
-        f"<h2>{heading} <small>{_e(config.dag_id)} · windows of {_duration(config.period.total_seconds())}"
+        f"<h2>{heading} <small>{_e(config.dag_id)} · windows of {format_duration(config.period)}"
         f"{_span_html(service.windows)}</small></h2>"
         f'<div class="strip">{cells}</div>{_totals_html(service)}</section>'
     )

@@ -115,6 +115,7 @@ def _base_path() -> str:
     """The path the api-server is served under (``[api] base_url``'s), for the navigation link."""
     from airflow.configuration import conf
 
+    # Read here, not through coverage.airflow_db.ui_base_url: loading the plugin must not import the database reader.
     return urlsplit(str(conf.get("api", "base_url", fallback="") or "")).path.rstrip("/")
 
 

@@ -438,6 +438,18 @@ def test_a_notifier_that_cannot_be_imported_is_an_import_error_naming_its_entry(
     assert "services.files.notify[0].notifier: cannot import 'no_such_module.SlackNotifier'" in message
 
 
+def test_a_tenants_notifier_that_cannot_be_imported_names_the_tenants_entry(configured_bag):
+    notify = [{"notifier": "no_such_module.SlackNotifier", "on": ["failure"]}]
+    bag = configured_bag(
+        {
+            "defaults": {"historic_date_utc": "2026-11-01"},
+            "tenants": {"contoso": {"mdca_conn_id": "m_c", "services": {"files": {"notify": notify}}}},
+        }
+    )
+    (message,) = bag.import_errors.values()
+    assert "tenants.contoso.services.files.notify[0].notifier: cannot import" in message
+
+
 # -- many tenants --------------------------------------------------------------------------------------------------
 
 

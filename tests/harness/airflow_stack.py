@@ -533,12 +533,14 @@ class AirflowStack:
         max_active_runs: int | None = None,
         reprocess_behavior: str | None = None,
         timeout: float = 900.0,
+        may_fail: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """Backfill the runs whose logical dates (window starts) lie in ``[from_date, to_date]``, both inclusive.
 
         Airflow 3: ``airflow backfill create`` (returns at once; the scheduler runs them: see
         :meth:`wait_for_runs`). Airflow 2.11: ``airflow dags backfill -s … -e …`` in-process, returning when done;
-        its output goes to ``<home>/logs/stack/backfill-<dag_id>.log``.
+        its output goes to ``<home>/logs/stack/backfill-<dag_id>.log``. ``may_fail``: a failed run is part of the test
+        (2.11 then runs the other windows too, ``--continue-on-failures``, and its exit status 1 is no error).
         """
         if self.v3:
             args = ["backfill", "create", "--dag-id", dag_id, "--from-date", _iso(from_date), "--to-date"]
@@ -555,9 +557,11 @@ class AirflowStack:
             args += ["-c", json.dumps(conf)]
         if reprocess_behavior == "completed":
             args.append("--reset-dagruns")
+        if may_fail:
+            args.append("--continue-on-failures")
         result = self.cli(*args, dag_id, timeout=timeout, check=False)
         (self.log_dir / f"backfill-{dag_id}.log").write_text(result.stdout + result.stderr, encoding="utf-8")
-        if result.returncode != 0:
+        if result.returncode != 0 and not may_fail:
             try:
                 report = self.failure_report(dag_id, self.dag_runs(dag_id))
             except StackError as exc:
@@ -582,7 +586,7 @@ class AirflowStack:
 
         Airflow 3: the backfills are created while the DAGs are paused, then the DAGs are unpaused, so the scheduler
         finds every window's run already there. Airflow 2.11: one ``airflow dags backfill`` after the other;
-        ``may_fail``: a failed run is part of the test (2.11 then needs ``--continue-on-failures``, and exits 1).
+        ``may_fail``: a failed run is part of the test (see :meth:`backfill`).
         """
         dag_ids = list(dag_ids)
         runs: dict[str, list[DagRun]] = {}
@@ -596,11 +600,7 @@ class AirflowStack:
             return runs
         self.reserialize()  # 2.11's list-runs knows only DAGs in the database; the backfill itself does not need it
         for dag_id in dag_ids:
-            if may_fail:
-                args = ["dags", "backfill", "-y", "--continue-on-failures", "-s", _iso(from_date), "-e", _iso(to_date)]
-                self.cli(*args, dag_id, timeout=timeout, check=False)
-            else:
-                self.backfill(dag_id, from_date, to_date, timeout=timeout)
+            self.backfill(dag_id, from_date, to_date, timeout=timeout, may_fail=may_fail)
             runs[dag_id] = self.dag_runs(dag_id, from_date, to_date)
         return runs
 

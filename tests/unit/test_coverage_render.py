@@ -252,3 +252,18 @@ def test_durations_read_as_a_person_would_say_them(seconds, shown):
     from airflow_provider_mdca.coverage.render import _duration
 
     assert _duration(seconds) == shown
+
+
+def test_a_period_is_shown_exactly_as_the_config_spells_it_while_an_age_is_rounded():
+    period = timedelta(days=1, hours=2, minutes=30)
+    odd = ServiceWindows(None, "files", "files", "mdca_files", period, NOW - period * 3, timedelta(0), None, True)
+    coverage = build_coverage([odd], [], NOW, 7)
+    assert "windows of 1d2h30m · <time>" in render_html(coverage)
+    assert "windows of 1d2h30m)" in render_text(coverage)
+    assert _duration_of(period) == "1d2h"  # an age: two units are enough to read
+
+
+def _duration_of(delta: timedelta) -> str:
+    from airflow_provider_mdca.coverage.render import _duration
+
+    return _duration(delta.total_seconds())
